@@ -1,0 +1,395 @@
+// lazarus: the command line. A thin client: it parses, sends one request to the daemon,
+// and prints the answer (a table, or protobuf JSON with --json).
+//
+// Exit status: 0 success, 1 the daemon refused or failed, 2 wrong usage, 3 no daemon.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <ctime>
+#include <filesystem>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+#include <google/protobuf/util/json_util.h>
+
+#include "common/unique_fd.h"
+#include "daemon/api.pb.h"
+#include "daemon/wire.h"
+
+extern char** environ;
+namespace po = boost::program_options;
+
+namespace lazarus::cli {
+namespace {
+
+constexpr const char* kDefaultSocket = "/run/lazarus/lazarusd.sock";
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Command {
+  const char* synopsis;
+  const char* summary;
+  std::function<int(const std::vector<std::string>& args)> run;
+};
+
+std::string g_socket;
+
+[[noreturn]] void Fail(const std::string& message, int code = 1) {
+  std::cerr << "lazarus: error: " << message << "\n";
+  std::exit(code);
+}
+
+api::Response Call(const api::Request& request) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (g_socket.size() >= sizeof addr.sun_path) Fail("socket path too long: " + g_socket, 2);
+  g_socket.copy(addr.sun_path, sizeof addr.sun_path - 1);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    Fail("cannot reach lazarusd at " + g_socket + ": " + std::strerror(errno) + " (is it running?)", 3);
+  if (Status st = wire::WriteMessage(fd.get(), request); !st.ok()) Fail(st.message());
+  api::Response response;
+  if (Status st = wire::ReadMessage(fd.get(), &response); !st.ok()) Fail("no answer from lazarusd: " + st.message());
+  if (!response.ok()) {
+    // One line for the error; CRIU's details, if any, follow it.
+    Fail(response.error().empty() ? "the daemon failed without saying why" : response.error());
+  }
+  return response;
+}
+
+void PrintJson(const google::protobuf::Message& message) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  options.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, options);
+  std::cout << out << "\n";
+}
+
+std::string FormatTime(int64_t unix_ms) {
+  std::time_t t = unix_ms / 1000;
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  std::ostringstream out;
+  out << std::put_time(&tm, "%Y-%m-%d %H:%M:%S");
+  return out.str();
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  std::ostringstream out;
+  if (bytes >= (1ull << 30)) out << std::fixed << std::setprecision(1) << bytes / double(1ull << 30) << " GiB";
+  else if (bytes >= (1ull << 20)) out << std::fixed << std::setprecision(1) << bytes / double(1ull << 20) << " MiB";
+  else out << std::fixed << std::setprecision(1) << bytes / 1024.0 << " KiB";
+  return out.str();
+}
+
+std::string FormatDuration(int64_t ms) {
+  int64_t s = ms / 1000;
+  std::ostringstream out;
+  if (s >= 3600) out << s / 3600 << "h" << (s % 3600) / 60 << "m";
+  else if (s >= 60) out << s / 60 << "m" << s % 60 << "s";
+  else out << s << "s";
+  return out.str();
+}
+
+std::string Joined(const google::protobuf::RepeatedPtrField<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) out += (out.empty() ? "" : " ") + a;
+  return out;
+}
+
+// Parses `args` with `options` (plus --help); `positional` names take the bare words.
+po::variables_map ParseArgs(const std::string& name, const std::vector<std::string>& args,
+                            po::options_description options, const po::positional_options_description& positional,
+                            const Command& command) {
+  options.add_options()("help,h", "show this help");
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(args).options(options).positional(positional).run(), vm);
+    if (vm.count("help")) {
+      std::cout << "Usage: lazarus " << command.synopsis << "\n\n" << command.summary << "\n\n" << options << "\n";
+      std::exit(0);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw UsageError(e.what());
+  }
+  return vm;
+}
+
+api::Request JobRequest(const std::string& job, api::JobRef* (api::Request::*field)()) {
+  api::Request request;
+  (request.*field)()->set_job(job);
+  return request;
+}
+
+void PrintJob(const api::JobInfo& job) {
+  std::cout << "id:            " << job.id() << "\n"
+            << "name:          " << job.name() << "\n"
+            << "state:         " << job.state() << "\n"
+            << "pid:           " << (job.pid() ? std::to_string(job.pid()) : "-") << "\n"
+            << "uptime:        " << (job.pid() ? FormatDuration(job.uptime_ms()) : "-") << "\n"
+            << "incarnation:   " << job.incarnation() << "\n"
+            << "snapshots:     " << job.snapshot_count()
+            << (job.snapshot_count() ? " (latest " + std::to_string(job.latest_snapshot()) + ")" : "") << "\n"
+            << "command:       " << Joined(job.argv()) << "\n";
+  if (job.attached()) std::cout << "attached:      yes (snapshots only; a restore needs its PIDs free)\n";
+  if (!job.restored_from().empty()) std::cout << "cloned from:   " << job.restored_from() << "\n";
+  if (!job.exit_status().empty()) std::cout << "exit status:   " << job.exit_status() << "\n";
+  if (!job.stdout_path().empty()) std::cout << "stdout:        " << job.stdout_path() << "\n";
+  if (!job.stderr_path().empty()) std::cout << "stderr:        " << job.stderr_path() << "\n";
+  std::cout << "last error:    " << (job.last_error().empty() ? "-" : job.last_error()) << "\n";
+}
+
+std::map<std::string, Command> Commands() {
+  std::map<std::string, Command> commands;
+  auto job_arg = [](po::options_description& o, po::positional_options_description& p, std::string& job) {
+    o.add_options()("job", po::value(&job)->required(), "job id or name");
+    p.add("job", 1);
+  };
+
+  commands["run"] = {"run [--name NAME] [--json] -- CMD ARGS...",
+                     "Starts CMD as a new job, in its own PID namespace, and prints its id.", nullptr};
+  commands["run"].run = [&cmd = commands["run"]](const std::vector<std::string>& all) {
+    auto dash = std::find(all.begin(), all.end(), "--");
+    std::vector<std::string> args(all.begin(), dash);
+    std::vector<std::string> command(dash == all.end() ? dash : dash + 1, all.end());
+    std::string name;
+    bool json = false;
+    po::options_description o("Options");
+    o.add_options()("name", po::value(&name), "a name to refer to the job by")("json", po::bool_switch(&json), "print JSON");
+    // Without "--", the first bare word starts the command.
+    po::positional_options_description p;
+    p.add("command", -1);
+    o.add_options()("command", po::value<std::vector<std::string>>(), "the command");
+    auto vm = ParseArgs("run", args, o, p, cmd);
+    if (vm.count("command")) {
+      auto words = vm["command"].as<std::vector<std::string>>();
+      command.insert(command.begin(), words.begin(), words.end());
+    }
+    if (command.empty()) throw UsageError("no command given");
+    api::Request request;
+    auto* run = request.mutable_run();
+    run->set_name(name);
+    for (const auto& c : command) run->add_argv(c);
+    run->set_cwd(std::filesystem::current_path().string());
+    for (char** e = environ; *e; ++e) run->add_env(*e);
+    auto resp = Call(request);
+    if (json) PrintJson(resp.job());
+    else std::cout << resp.job().id() << "\n";
+    return 0;
+  };
+
+  commands["list"] = {"list [--json]", "Lists the jobs.", nullptr};
+  commands["list"].run = [&cmd = commands["list"]](const std::vector<std::string>& args) {
+    bool json = false;
+    po::options_description o("Options");
+    o.add_options()("json", po::bool_switch(&json), "print JSON");
+    ParseArgs("list", args, o, {}, cmd);
+    api::Request request;
+    request.mutable_list();
+    auto resp = Call(request);
+    if (json) {
+      PrintJson(resp.jobs());
+      return 0;
+    }
+    std::cout << std::left << std::setw(10) << "ID" << std::setw(16) << "NAME" << std::setw(13) << "STATE"
+              << std::setw(9) << "PID" << std::setw(11) << "SNAPSHOTS" << std::setw(9) << "UPTIME" << "COMMAND\n";
+    for (const auto& j : resp.jobs().jobs())
+      std::cout << std::setw(10) << j.id() << std::setw(16) << (j.name().empty() ? "-" : j.name()) << std::setw(13)
+                << j.state() << std::setw(9) << (j.pid() ? std::to_string(j.pid()) : "-") << std::setw(11)
+                << j.snapshot_count() << std::setw(9) << (j.pid() ? FormatDuration(j.uptime_ms()) : "-")
+                << Joined(j.argv()) << "\n";
+    return 0;
+  };
+
+  commands["status"] = {"status JOB [--json]", "Shows a job: state, pid, uptime, snapshots, last error.", nullptr};
+  commands["status"].run = [&cmd = commands["status"], job_arg](const std::vector<std::string>& args) {
+    std::string job;
+    bool json = false;
+    po::options_description o("Options");
+    po::positional_options_description p;
+    job_arg(o, p, job);
+    o.add_options()("json", po::bool_switch(&json), "print JSON");
+    ParseArgs("status", args, o, p, cmd);
+    auto resp = Call(JobRequest(job, &api::Request::mutable_status));
+    if (json) PrintJson(resp.job());
+    else PrintJob(resp.job());
+    return 0;
+  };
+
+  commands["checkpoint"] = {"checkpoint JOB [--json]",
+                            "Takes a snapshot of a running job (it keeps running) and prints the snapshot's id.",
+                            nullptr};
+  commands["checkpoint"].run = [&cmd = commands["checkpoint"], job_arg](const std::vector<std::string>& args) {
+    std::string job;
+    bool json = false;
+    po::options_description o("Options");
+    po::positional_options_description p;
+    job_arg(o, p, job);
+    o.add_options()("json", po::bool_switch(&json), "print JSON");
+    ParseArgs("checkpoint", args, o, p, cmd);
+    auto resp = Call(JobRequest(job, &api::Request::mutable_checkpoint));
+    if (json) PrintJson(resp.snapshot());
+    else std::cout << resp.snapshot().id() << "\n";
+    return 0;
+  };
+
+  commands["snapshots"] = {"snapshots JOB [--json]", "Lists a job's snapshots with their size and time.", nullptr};
+  commands["snapshots"].run = [&cmd = commands["snapshots"], job_arg](const std::vector<std::string>& args) {
+    std::string job;
+    bool json = false;
+    po::options_description o("Options");
+    po::positional_options_description p;
+    job_arg(o, p, job);
+    o.add_options()("json", po::bool_switch(&json), "print JSON");
+    ParseArgs("snapshots", args, o, p, cmd);
+    auto resp = Call(JobRequest(job, &api::Request::mutable_snapshots));
+    if (json) {
+      PrintJson(resp.snapshots());
+      return 0;
+    }
+    std::cout << std::left << std::setw(6) << "ID" << std::setw(22) << "CREATED" << std::setw(12) << "SIZE"
+              << "DUMP\n";
+    for (const auto& s : resp.snapshots().snapshots())
+      std::cout << std::setw(6) << s.id() << std::setw(22) << FormatTime(s.created_unix_ms()) << std::setw(12)
+                << FormatBytes(s.size_bytes()) << s.dump_ms() << " ms\n";
+    return 0;
+  };
+
+  commands["restore"] = {"restore JOB [--snapshot ID] [--clone [--name NAME]] [--json]",
+                         "Brings back a job whose processes are gone from its newest (or the named) snapshot.\n"
+                         "With --clone, restores the snapshot into a new job instead (the original may run).",
+                         nullptr};
+  commands["restore"].run = [&cmd = commands["restore"], job_arg](const std::vector<std::string>& args) {
+    std::string job, name;
+    uint32_t snapshot = 0;
+    bool json = false, clone = false;
+    po::options_description o("Options");
+    po::positional_options_description p;
+    job_arg(o, p, job);
+    o.add_options()("snapshot", po::value(&snapshot), "the snapshot to restore (default: the newest)")(
+        "clone", po::bool_switch(&clone), "restore into a new job")("name", po::value(&name), "name of the clone")(
+        "json", po::bool_switch(&json), "print JSON");
+    auto vm = ParseArgs("restore", args, o, p, cmd);
+    if (vm.count("name") && !clone) throw UsageError("--name only goes with --clone");
+    if (vm.count("snapshot") && snapshot == 0) throw UsageError("snapshot ids start at 1");
+    api::Request request;
+    auto* r = request.mutable_restore();
+    r->set_job(job);
+    r->set_snapshot(snapshot);
+    r->set_clone(clone);
+    r->set_name(name);
+    auto resp = Call(request);
+    if (json) PrintJson(resp.job());
+    else std::cout << resp.job().id() << "\n";
+    return 0;
+  };
+
+  commands["kill"] = {"kill JOB", "Stops a job for good (SIGKILL to every process of it).", nullptr};
+  commands["kill"].run = [&cmd = commands["kill"], job_arg](const std::vector<std::string>& args) {
+    std::string job;
+    po::options_description o("Options");
+    po::positional_options_description p;
+    job_arg(o, p, job);
+    ParseArgs("kill", args, o, p, cmd);
+    Call(JobRequest(job, &api::Request::mutable_kill));
+    return 0;
+  };
+
+  commands["rm"] = {"rm JOB [--force]", "Deletes a job that is not running, with its snapshots and files.", nullptr};
+  commands["rm"].run = [&cmd = commands["rm"], job_arg](const std::vector<std::string>& args) {
+    std::string job;
+    bool force = false;
+    po::options_description o("Options");
+    po::positional_options_description p;
+    job_arg(o, p, job);
+    o.add_options()("force,f", po::bool_switch(&force), "kill the job first if it runs");
+    ParseArgs("rm", args, o, p, cmd);
+    api::Request request;
+    request.mutable_rm()->set_job(job);
+    request.mutable_rm()->set_force(force);
+    Call(request);
+    return 0;
+  };
+
+  commands["attach"] = {"attach PID [--name NAME] [--json]",
+                        "Adopts a process tree started elsewhere (snapshots only: it has no PID namespace of its own,\n"
+                        "so its restore needs every PID of the tree free, and says so when one is taken).",
+                        nullptr};
+  commands["attach"].run = [&cmd = commands["attach"]](const std::vector<std::string>& args) {
+    int pid = 0;
+    std::string name;
+    bool json = false;
+    po::options_description o("Options");
+    po::positional_options_description p;
+    o.add_options()("pid", po::value(&pid)->required(), "the root of the tree")("name", po::value(&name), "a name")(
+        "json", po::bool_switch(&json), "print JSON");
+    p.add("pid", 1);
+    ParseArgs("attach", args, o, p, cmd);
+    api::Request request;
+    request.mutable_attach()->set_pid(pid);
+    request.mutable_attach()->set_name(name);
+    auto resp = Call(request);
+    if (json) PrintJson(resp.job());
+    else std::cout << resp.job().id() << "\n";
+    return 0;
+  };
+  return commands;
+}
+
+void Usage(std::ostream& out, const std::map<std::string, Command>& commands) {
+  out << "Usage: lazarus [--socket PATH] COMMAND [ARGS...]\n\n"
+      << "Makes Linux processes durable: runs them as jobs, snapshots them with CRIU, restores them.\n\n"
+      << "Commands:\n";
+  for (const auto& [name, c] : commands) out << "  " << std::left << std::setw(60) << c.synopsis << "\n";
+  out << "\nOptions:\n"
+      << "  --socket PATH   the daemon's socket (default $LAZARUS_SOCKET, else " << kDefaultSocket << ")\n"
+      << "  -h, --help      this help; `lazarus COMMAND --help` for a command's\n";
+}
+
+int Main(int argc, char** argv) {
+  auto commands = Commands();
+  const char* env_socket = std::getenv("LAZARUS_SOCKET");
+  g_socket = env_socket && *env_socket ? env_socket : kDefaultSocket;
+  int i = 1;
+  for (; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      Usage(std::cout, commands);
+      return 0;
+    }
+    if (a == "--socket" && i + 1 < argc) g_socket = argv[++i];
+    else if (a.rfind("--socket=", 0) == 0) g_socket = a.substr(9);
+    else break;
+  }
+  if (i >= argc) {
+    Usage(std::cerr, commands);
+    return 2;
+  }
+  auto it = commands.find(argv[i]);
+  if (it == commands.end()) {
+    std::cerr << "lazarus: error: unknown command '" << argv[i] << "' (see lazarus --help)\n";
+    return 2;
+  }
+  std::vector<std::string> args(argv + i + 1, argv + argc);
+  try {
+    return it->second.run(args);
+  } catch (const UsageError& e) {
+    std::cerr << "lazarus: error: " << e.what() << "\nUsage: lazarus " << it->second.synopsis << "\n";
+    return 2;
+  }
+}
+
+}  // namespace
+}  // namespace lazarus::cli
+
+int main(int argc, char** argv) { return lazarus::cli::Main(argc, argv); }

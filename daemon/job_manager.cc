@@ -1,0 +1,616 @@
+#include "daemon/job_manager.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "common/fs_util.h"
+#include "common/proc_util.h"
+#include "common/record_file.h"
+#include "common/unique_fd.h"
+#include "daemon/keeper_launch.h"
+#include "daemon/keeper_protocol.h"
+#include "snapshot/criu_client.h"
+#include "snapshot/open_files.h"
+
+namespace lazarus {
+namespace fs = std::filesystem;
+using records::JobRecord;
+using records::JobState;
+
+namespace {
+
+constexpr const char* kJobRecordFile = "job.rec";
+constexpr auto kRestoreTimeout = std::chrono::seconds(120);
+constexpr auto kRunTimeout = std::chrono::seconds(30);
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string StateName(JobState state) {
+  std::string name = records::JobState_Name(state);
+  for (auto& c : name) c = static_cast<char>(std::tolower(c));
+  return name;
+}
+
+bool IsLive(JobState state) {
+  return state == records::STARTING || state == records::RUNNING || state == records::SNAPSHOTTING ||
+         state == records::RECOVERING;
+}
+
+std::string JobLabel(const JobRecord& r) {
+  return r.name().empty() ? r.id() : r.name() + " (" + r.id() + ")";
+}
+
+// The path `command` would execute, resolved the way execvp will in the job.
+StatusOr<std::string> ResolveCommand(const std::string& command, const std::string& cwd,
+                                     const google::protobuf::RepeatedPtrField<std::string>& env) {
+  auto executable = [](const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
+  };
+  if (command.empty()) return Status(Code::kInvalidArgument, "empty command");
+  if (command.find('/') != std::string::npos) {
+    std::string path = command[0] == '/' ? command : cwd + "/" + command;
+    if (!executable(path)) return Status(Code::kNotFound, "command not found or not executable: " + command);
+    return path;
+  }
+  std::string search = "/usr/local/bin:/usr/bin:/bin";
+  for (const auto& e : env)
+    if (e.rfind("PATH=", 0) == 0) search = e.substr(5);
+  size_t start = 0;
+  while (start <= search.size()) {
+    size_t end = search.find(':', start);
+    if (end == std::string::npos) end = search.size();
+    std::string dir = search.substr(start, end - start);
+    if (dir.empty()) dir = cwd;
+    if (dir[0] != '/') dir = cwd + "/" + dir;
+    if (executable(dir + "/" + command)) return dir + "/" + command;
+    start = end + 1;
+  }
+  return Status(Code::kNotFound, "command not found: " + command);
+}
+
+// CRIU's "Can't fork for 1234: File exists" means that PID is taken on this host.
+std::string ExplainRestoreError(const std::string& message) {
+  static const std::regex clash("Can't fork for ([0-9]+): File exists");
+  std::smatch m;
+  if (std::regex_search(message, m, clash))
+    return "PID " + m[1].str() +
+           " of the snapshot is in use on this host (an attached job has no PID namespace of its own: "
+           "its restore needs every PID of its tree free)\n" + message;
+  return message;
+}
+
+std::string ReadCmdline(pid_t pid, std::vector<std::string>* argv) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string arg;
+  while (std::getline(in, arg, '\0')) argv->push_back(arg);
+  return argv->empty() ? "" : (*argv)[0];
+}
+
+}  // namespace
+
+JobManager::JobManager(DaemonConfig config) : config_(std::move(config)) {}
+
+std::string JobManager::JobDir(const std::string& id) const { return config_.state_dir + "/jobs/" + id; }
+
+snapshot::SnapshotStore JobManager::Store(const std::string& id) const {
+  return snapshot::SnapshotStore(JobDir(id) + "/snapshots");
+}
+
+Status JobManager::Load() {
+  LAZARUS_RETURN_IF_ERROR(MakeDirs(config_.state_dir + "/jobs", 0700));
+  auto version = snapshot::CriuVersion();
+  if (!version.ok()) return version.status().Context("ask " + snapshot::CriuBinary() + " for its version");
+  criu_version_ = *version;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(config_.state_dir + "/jobs", ec)) {
+    const std::string id = entry.path().filename().string();
+    auto job = std::make_shared<Job>();
+    Status st = ReadRecordFile(entry.path().string() + "/" + kJobRecordFile, &job->record);
+    if (!st.ok()) {
+      // A job directory without a whole record is a `run` that died before its first save.
+      spdlog::warn("ignoring job directory {}: {}", entry.path().string(), st.message());
+      continue;
+    }
+    Store(id).RemoveStaging();
+    jobs_[id] = job;
+    JobRecord r = job->record;
+    // An operation the previous daemon did not finish: judge by what still runs.
+    if (r.state() == records::SNAPSHOTTING || r.state() == records::STARTING || r.state() == records::RECOVERING) {
+      r.set_state(Alive(r) ? records::RUNNING : records::CRASHED);
+      if (r.state() == records::CRASHED) r.set_last_error("the daemon stopped during an operation on this job");
+      (void)Save(*job, r);
+    }
+    Refresh(*job);
+    spdlog::info("job {}: {}{}", JobLabel(job->record), StateName(job->record.state()),
+                 job->record.state() == records::RUNNING ? " (re-adopted, pid " + std::to_string(job->record.root().pid()) + ")" : "");
+  }
+  return Status::Ok();
+}
+
+Status JobManager::Save(Job& job, const JobRecord& record) {
+  Status st = WriteRecordFile(JobDir(record.id()) + "/" + kJobRecordFile, record);
+  if (!st.ok()) return st.Context("save job record");
+  std::lock_guard lock(mu_);
+  job.record = record;
+  return Status::Ok();
+}
+
+JobRecord JobManager::Snapshot(const Job& job) {
+  std::lock_guard lock(mu_);
+  return job.record;
+}
+
+bool JobManager::Alive(const JobRecord& r) const {
+  if (r.has_keeper() && r.keeper().pid() > 0 && ProcessAlive(r.keeper().pid(), r.keeper().start_time())) return true;
+  return ProcessAlive(r.root().pid(), r.root().start_time());
+}
+
+void JobManager::Refresh(Job& job) {
+  JobRecord r = Snapshot(job);
+  if (r.state() != records::RUNNING || Alive(r)) return;
+  // The root ended: the keeper left its wait status (unless it was killed itself, or the
+  // job was attached and has no keeper).
+  std::string exit_status = "unknown (not a child of Lazarus)";
+  bool clean_exit = false;
+  if (r.keeper().pid() > 0) {
+    auto text = ReadFile(JobDir(r.id()) + "/" + keeper::kExitStatusFile, 4096);
+    uint32_t incarnation = 0;
+    int wstatus = 0;
+    if (text.ok() && std::sscanf(text->c_str(), "%u %d", &incarnation, &wstatus) == 2 &&
+        incarnation == r.incarnation()) {
+      exit_status = DescribeWaitStatus(wstatus);
+      clean_exit = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
+    } else {
+      exit_status = "unknown (the keeper left no exit status)";
+    }
+  }
+  r.set_exit_status(r.kill_requested() ? "killed by lazarus kill" : exit_status);
+  r.set_state(r.kill_requested() || clean_exit ? records::EXITED : records::CRASHED);
+  spdlog::info("job {}: {} ({})", JobLabel(r), StateName(r.state()), exit_status);
+  Status st = Save(job, r);
+  if (!st.ok()) spdlog::error("job {}: {}", r.id(), st.message());
+}
+
+void JobManager::Poll() {
+  std::vector<std::shared_ptr<Job>> jobs;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, job] : jobs_) jobs.push_back(job);
+  }
+  for (auto& job : jobs) {
+    // A job busy with an operation is refreshed by that operation.
+    std::unique_lock op(job->op, std::try_to_lock);
+    if (op.owns_lock()) Refresh(*job);
+  }
+}
+
+api::JobInfo JobManager::Info(const JobRecord& r) const {
+  api::JobInfo info;
+  info.set_id(r.id());
+  info.set_name(r.name());
+  info.set_state(StateName(r.state()));
+  const bool live = IsLive(r.state());
+  info.set_pid(live ? r.root().pid() : 0);
+  info.set_keeper_pid(live ? r.keeper().pid() : 0);
+  if (live && r.started_unix_ms() > 0) info.set_uptime_ms(NowMs() - r.started_unix_ms());
+  auto snapshots = Store(r.id()).List();
+  info.set_snapshot_count(static_cast<uint32_t>(snapshots.size()));
+  if (!snapshots.empty()) info.set_latest_snapshot(snapshots.back().id());
+  info.set_last_error(r.last_error());
+  info.set_exit_status(r.exit_status());
+  for (const auto& a : r.argv()) info.add_argv(a);
+  info.set_job_dir(JobDir(r.id()));
+  if (!r.attached()) {
+    info.set_stdout_path(JobDir(r.id()) + "/" + keeper::kStdoutFile);
+    info.set_stderr_path(JobDir(r.id()) + "/" + keeper::kStderrFile);
+  }
+  info.set_attached(r.attached());
+  info.set_incarnation(r.incarnation());
+  info.set_restored_from(r.restored_from());
+  return info;
+}
+
+StatusOr<std::shared_ptr<JobManager::Job>> JobManager::Find(const std::string& ref) {
+  if (ref.empty()) return Status(Code::kInvalidArgument, "no job given");
+  std::lock_guard lock(mu_);
+  if (auto it = jobs_.find(ref); it != jobs_.end()) return it->second;
+  for (auto& [id, job] : jobs_)
+    if (job->record.name() == ref) return job;
+  return Status(Code::kNotFound, "no job " + ref);
+}
+
+std::string JobManager::NewJobId() {
+  static std::mutex rng_mu;
+  static std::mt19937_64 rng{std::random_device{}()};
+  for (;;) {
+    char id[9];
+    {
+      std::lock_guard lock(rng_mu);
+      std::snprintf(id, sizeof id, "%08x", static_cast<unsigned>(rng()));
+    }
+    std::lock_guard lock(mu_);
+    if (!jobs_.count(id) && !fs::exists(JobDir(id))) return id;
+  }
+}
+
+Status JobManager::CheckNameFree(const std::string& name) {
+  if (name.empty()) return Status::Ok();
+  if (name.find_first_of("/ \t\n") != std::string::npos)
+    return Status(Code::kInvalidArgument, "invalid job name '" + name + "': no slashes or spaces");
+  std::lock_guard lock(mu_);
+  if (jobs_.count(name)) return Status(Code::kAlreadyExists, "job name " + name + " is a job id");
+  for (auto& [id, job] : jobs_)
+    if (job->record.name() == name) return Status(Code::kAlreadyExists, "job name " + name + " is taken by job " + id);
+  return Status::Ok();
+}
+
+StatusOr<std::shared_ptr<JobManager::Job>> JobManager::CreateJob(JobRecord record) {
+  const std::string dir = JobDir(record.id());
+  LAZARUS_RETURN_IF_ERROR(MakeDirs(dir + "/snapshots", 0700));
+  auto job = std::make_shared<Job>();
+  record.set_created_unix_ms(NowMs());
+  Status st = Save(*job, record);
+  if (!st.ok()) {
+    (void)RemoveTree(dir);
+    return st;
+  }
+  std::lock_guard lock(mu_);
+  jobs_[record.id()] = job;
+  return job;
+}
+
+void JobManager::Forget(const std::string& id) {
+  {
+    std::lock_guard lock(mu_);
+    jobs_.erase(id);
+  }
+  Status st = RemoveTree(JobDir(id));
+  if (!st.ok()) spdlog::error("{}", st.message());
+}
+
+StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request) {
+  if (request.argv().empty()) return Status(Code::kInvalidArgument, "no command given");
+  auto resolved = ResolveCommand(request.argv(0), request.cwd(), request.env());
+  if (!resolved.ok()) return resolved.status();
+  LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name()));
+
+  JobRecord r;
+  r.set_id(NewJobId());
+  r.set_name(request.name());
+  r.mutable_argv()->CopyFrom(request.argv());
+  r.set_cwd(request.cwd());
+  r.mutable_env()->CopyFrom(request.env());
+  r.set_state(records::STARTING);
+  r.set_incarnation(1);
+  r.set_next_snapshot_id(1);
+  auto job = CreateJob(r);
+  if (!job.ok()) return job.status();
+  std::lock_guard op((*job)->op);
+
+  std::vector<std::string> argv{config_.bin_dir + "/lazarus-keeper", "run", "--job-dir", JobDir(r.id()),
+                                "--incarnation", "1", "--init", config_.bin_dir + "/lazarus-init",
+                                "--cwd", request.cwd(), "--"};
+  argv.push_back(*resolved);
+  argv.insert(argv.end(), request.argv().begin() + 1, request.argv().end());
+  std::vector<std::string> env(request.env().begin(), request.env().end());
+  auto started = LaunchKeeper(argv, env, kRunTimeout);
+  if (!started.ok()) {
+    Forget(r.id());
+    return started.status().Context("start job");
+  }
+  r.mutable_keeper()->CopyFrom(started->keeper);
+  r.mutable_root()->CopyFrom(started->root);
+  r.set_started_unix_ms(NowMs());
+  r.set_state(records::RUNNING);
+  LAZARUS_RETURN_IF_ERROR(Save(**job, r));
+  spdlog::info("job {}: running {} (pid {})", JobLabel(r), request.argv(0), r.root().pid());
+  return Info(r);
+}
+
+StatusOr<api::JobInfo> JobManager::Attach(const api::AttachRequest& request) {
+  const pid_t pid = request.pid();
+  if (pid <= 1) return Status(Code::kInvalidArgument, "cannot attach PID " + std::to_string(pid));
+  if (pid == ::getpid()) return Status(Code::kInvalidArgument, "cannot attach the daemon itself");
+  auto stat = ReadProcStat(pid);
+  if (!stat || stat->state == 'Z') return Status(Code::kNotFound, "no process " + std::to_string(pid));
+  LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name()));
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, job] : jobs_)
+      if (IsLive(job->record.state()) && job->record.root().pid() == pid)
+        return Status(Code::kAlreadyExists, "process " + std::to_string(pid) + " is already job " + id);
+  }
+  JobRecord r;
+  r.set_id(NewJobId());
+  r.set_name(request.name());
+  std::vector<std::string> argv;
+  ReadCmdline(pid, &argv);
+  for (auto& a : argv) r.add_argv(a);
+  r.set_attached(true);
+  r.mutable_root()->set_pid(pid);
+  r.mutable_root()->set_start_time(stat->start_time);
+  r.set_started_unix_ms(NowMs());
+  r.set_state(records::RUNNING);
+  r.set_incarnation(1);
+  r.set_next_snapshot_id(1);
+  auto job = CreateJob(r);
+  if (!job.ok()) return job.status();
+  spdlog::info("job {}: attached pid {}", JobLabel(r), pid);
+  return Info(r);
+}
+
+StatusOr<api::JobList> JobManager::List() {
+  Poll();
+  std::vector<JobRecord> records;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [id, job] : jobs_) records.push_back(job->record);
+  }
+  std::sort(records.begin(), records.end(),
+            [](const auto& a, const auto& b) { return a.created_unix_ms() < b.created_unix_ms(); });
+  api::JobList list;
+  for (const auto& r : records) *list.add_jobs() = Info(r);
+  return list;
+}
+
+StatusOr<api::JobInfo> JobManager::GetStatus(const std::string& ref) {
+  auto job = Find(ref);
+  if (!job.ok()) return job.status();
+  {
+    std::unique_lock op((*job)->op, std::try_to_lock);
+    if (op.owns_lock()) Refresh(**job);
+  }
+  return Info(Snapshot(**job));
+}
+
+StatusOr<api::SnapshotInfo> JobManager::Checkpoint(const std::string& ref) {
+  auto found = Find(ref);
+  if (!found.ok()) return found.status();
+  Job& job = **found;
+  std::lock_guard op(job.op);
+  Refresh(job);
+  JobRecord r = Snapshot(job);
+  if (r.state() != records::RUNNING)
+    return Status(Code::kFailedPrecondition, "job " + JobLabel(r) + " is " + StateName(r.state()) +
+                                                 ", not running: nothing to checkpoint");
+  const uint32_t id = r.next_snapshot_id();
+  r.set_next_snapshot_id(id + 1);
+  r.set_state(records::SNAPSHOTTING);
+  LAZARUS_RETURN_IF_ERROR(Save(job, r));
+
+  auto store = Store(r.id());
+  auto finish = [&](const Status& error) -> Status {
+    r.set_state(records::RUNNING);
+    r.set_last_error(error.ok() ? "" : error.message());
+    Status st = Save(job, r);
+    Refresh(job);
+    return error.ok() ? st : error;
+  };
+
+  auto staged = store.Stage(id);
+  if (!staged.ok()) return finish(staged.status().Context("stage snapshot"));
+  UniqueFd images(::open(staged->images_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd work(::open(staged->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!images || !work) {
+    store.Discard(*staged);
+    return finish(ErrnoStatus("open " + staged->dir));
+  }
+
+  records::SnapshotRecord snap;
+  snap.set_id(id);
+  snap.set_job_id(r.id());
+  snap.set_created_unix_ms(NowMs());
+  snap.set_criu_version(criu_version_);
+  snap.set_incarnation(r.incarnation());
+  snap.mutable_root()->CopyFrom(r.root());
+  if (!r.attached()) {
+    snap.add_stdio_paths(JobDir(r.id()) + "/" + keeper::kStdoutFile);
+    snap.add_stdio_paths(JobDir(r.id()) + "/" + keeper::kStderrFile);
+  }
+  // A process started elsewhere may share its session or group with its parent.
+  auto stat = ReadProcStat(r.root().pid());
+  snap.set_shell_job(stat && (stat->sid != r.root().pid() || stat->pgid != r.root().pid()));
+
+  snapshot::DumpOptions options;
+  options.pid = r.root().pid();
+  options.images_dir_fd = images.get();
+  options.work_dir_fd = work.get();
+  options.log_file = "dump.log";
+  options.shell_job = snap.shell_job();
+  options.notify = [&](const std::string& script, pid_t) {
+    // The tree is still frozen: file offsets now are those of the image.
+    if (script == "post-dump")
+      for (auto& f : snapshot::CollectOpenRegularFiles(r.root().pid())) *snap.add_open_files() = std::move(f);
+    return Status::Ok();
+  };
+  auto t0 = std::chrono::steady_clock::now();
+  Status dumped = snapshot::CriuDump(options);
+  snap.set_dump_ms(static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()));
+  if (!dumped.ok()) {
+    // Keep CRIU's log of the failed dump beside the job for diagnosis.
+    std::error_code ec;
+    fs::copy_file(staged->dir + "/dump.log", JobDir(r.id()) + "/failed-dump-" + std::to_string(id) + ".log",
+                  fs::copy_options::overwrite_existing, ec);
+    store.Discard(*staged);
+    return finish(dumped.Context("checkpoint of job " + JobLabel(r)));
+  }
+  Status committed = store.Commit(*staged, snap);
+  if (!committed.ok()) {
+    store.Discard(*staged);
+    return finish(committed.Context("commit snapshot " + std::to_string(id)));
+  }
+  LAZARUS_RETURN_IF_ERROR(finish(Status::Ok()));
+  spdlog::info("job {}: snapshot {} taken in {} ms", JobLabel(r), id, snap.dump_ms());
+  api::SnapshotInfo info;
+  auto stored = store.Get(id);
+  info.set_job(r.id());
+  info.set_id(id);
+  info.set_created_unix_ms(snap.created_unix_ms());
+  info.set_size_bytes(stored.ok() ? stored->size_bytes() : 0);
+  info.set_dump_ms(snap.dump_ms());
+  info.set_path(store.Dir(id));
+  return info;
+}
+
+StatusOr<api::SnapshotList> JobManager::Snapshots(const std::string& ref) {
+  auto job = Find(ref);
+  if (!job.ok()) return job.status();
+  JobRecord r = Snapshot(**job);
+  auto store = Store(r.id());
+  api::SnapshotList list;
+  for (const auto& s : store.List()) {
+    auto* info = list.add_snapshots();
+    info->set_job(r.id());
+    info->set_id(s.id());
+    info->set_created_unix_ms(s.created_unix_ms());
+    info->set_size_bytes(s.size_bytes());
+    info->set_dump_ms(s.dump_ms());
+    info->set_path(store.Dir(s.id()));
+  }
+  return list;
+}
+
+StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request) {
+  auto found = Find(request.job());
+  if (!found.ok()) return found.status();
+  Job& source = **found;
+  std::lock_guard op(source.op);
+  Refresh(source);
+  JobRecord src = Snapshot(source);
+  if (!request.clone() && IsLive(src.state()))
+    return Status(Code::kFailedPrecondition,
+                  "job " + JobLabel(src) + " is " + StateName(src.state()) + " (pid " + std::to_string(src.root().pid()) +
+                      "): kill it first, or restore a copy with --clone");
+  auto store = Store(src.id());
+  records::SnapshotRecord snap;
+  if (request.snapshot() != 0) {
+    auto s = store.Get(request.snapshot());
+    if (!s.ok()) return s.status().Context("job " + JobLabel(src));
+    snap = *s;
+  } else {
+    auto all = store.List();
+    if (all.empty()) return Status(Code::kFailedPrecondition, "job " + JobLabel(src) + " has no snapshots to restore");
+    snap = all.back();
+  }
+
+  // The job that comes back: the same one, or a new one for a clone.
+  std::shared_ptr<Job> clone;
+  Job* target = &source;
+  JobRecord t = src;
+  if (request.clone()) {
+    LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name()));
+    JobRecord c;
+    c.set_id(NewJobId());
+    c.set_name(request.name());
+    c.mutable_argv()->CopyFrom(src.argv());
+    c.set_cwd(src.cwd());
+    c.set_attached(src.attached());
+    c.set_incarnation(0);
+    c.set_next_snapshot_id(1);
+    c.set_restored_from(src.id() + "/" + std::to_string(snap.id()));
+    c.set_state(records::RECOVERING);
+    auto created = CreateJob(c);
+    if (!created.ok()) return created.status();
+    clone = *created;
+    target = clone.get();
+    t = c;
+  }
+  const JobState before = t.state();
+  t.set_state(records::RECOVERING);
+  t.set_kill_requested(false);
+  LAZARUS_RETURN_IF_ERROR(Save(*target, t));
+
+  const uint32_t incarnation = t.incarnation() + 1;
+  const std::string log = "restore-" + t.id() + "-" + std::to_string(incarnation) + ".log";
+  std::vector<std::string> argv{config_.bin_dir + "/lazarus-keeper", "restore", "--job-dir", JobDir(t.id()),
+                                "--incarnation", std::to_string(incarnation), "--snapshot-dir", store.Dir(snap.id()),
+                                "--log", log};
+  auto started = LaunchKeeper(argv, {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+                              kRestoreTimeout);
+  if (!started.ok()) {
+    Status error(started.status().code(), "restore of job " + JobLabel(src) + " from snapshot " +
+                                              std::to_string(snap.id()) + " failed: " +
+                                              ExplainRestoreError(started.status().message()));
+    if (clone) {
+      Forget(t.id());
+    } else {
+      t.set_state(before);
+      t.set_last_error(error.message());
+      (void)Save(*target, t);
+    }
+    return error;
+  }
+  t.mutable_keeper()->CopyFrom(started->keeper);
+  t.mutable_root()->CopyFrom(started->root);
+  t.set_incarnation(incarnation);
+  t.set_started_unix_ms(NowMs());
+  t.set_state(records::RUNNING);
+  t.set_exit_status("");
+  t.set_last_error("");
+  LAZARUS_RETURN_IF_ERROR(Save(*target, t));
+  spdlog::info("job {}: restored from {}/{} (pid {}, incarnation {})", JobLabel(t), src.id(), snap.id(),
+               t.root().pid(), incarnation);
+  return Info(t);
+}
+
+StatusOr<api::JobInfo> JobManager::Kill(const std::string& ref) {
+  auto found = Find(ref);
+  if (!found.ok()) return found.status();
+  Job& job = **found;
+  std::lock_guard op(job.op);
+  Refresh(job);
+  JobRecord r = Snapshot(job);
+  if (!IsLive(r.state()))
+    return Status(Code::kFailedPrecondition, "job " + JobLabel(r) + " is not running (" + StateName(r.state()) + ")");
+  r.set_kill_requested(true);
+  LAZARUS_RETURN_IF_ERROR(Save(job, r));
+  // Killing PID 1 of a namespace ends every process in it; an attached tree has no
+  // namespace of its own, so each of its processes gets the signal.
+  for (pid_t pid : ProcessTree(r.root().pid()))
+    if (ProcessAlive(pid, pid == r.root().pid() ? r.root().start_time() : 0)) ::kill(pid, SIGKILL);
+  for (int i = 0; i < 200 && Alive(r); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  if (Alive(r)) return Status(Code::kIo, "job " + JobLabel(r) + " did not die within 5 s of SIGKILL");
+  Refresh(job);
+  return Info(Snapshot(job));
+}
+
+Status JobManager::Remove(const api::RemoveRequest& request) {
+  auto found = Find(request.job());
+  if (!found.ok()) return found.status();
+  Job& job = **found;
+  {
+    std::unique_lock op(job.op);
+    Refresh(job);
+    JobRecord r = Snapshot(job);
+    if (IsLive(r.state())) {
+      if (!request.force())
+        return Status(Code::kFailedPrecondition,
+                      "job " + JobLabel(r) + " is " + StateName(r.state()) + ": kill it first, or use --force");
+      op.unlock();
+      auto killed = Kill(r.id());
+      if (!killed.ok()) return killed.status();
+      op.lock();
+    }
+  }
+  Forget(Snapshot(job).id());
+  spdlog::info("job {}: removed", request.job());
+  return Status::Ok();
+}
+
+}  // namespace lazarus

@@ -1,0 +1,71 @@
+// The job registry and every operation on jobs. Each job's record is persisted before a
+// transition is acted on; long operations on one job (checkpoint, restore, kill) are
+// serialized by that job's own lock, so a slow dump of one job never blocks another.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/status.h"
+#include "daemon/api.pb.h"
+#include "daemon/records.pb.h"
+#include "snapshot/snapshot_store.h"
+
+namespace lazarus {
+
+struct DaemonConfig {
+  std::string state_dir;  // holds jobs/ID/...
+  std::string bin_dir;    // where lazarus-keeper and lazarus-init are
+};
+
+class JobManager {
+ public:
+  explicit JobManager(DaemonConfig config);
+
+  // Reads every job record and re-adopts the jobs whose processes still run.
+  Status Load();
+
+  // Notices jobs whose processes ended. Called periodically.
+  void Poll();
+
+  StatusOr<api::JobInfo> Run(const api::RunRequest& request);
+  StatusOr<api::JobInfo> Attach(const api::AttachRequest& request);
+  StatusOr<api::JobList> List();
+  StatusOr<api::JobInfo> GetStatus(const std::string& ref);
+  StatusOr<api::SnapshotInfo> Checkpoint(const std::string& ref);
+  StatusOr<api::SnapshotList> Snapshots(const std::string& ref);
+  StatusOr<api::JobInfo> Restore(const api::RestoreRequest& request);
+  StatusOr<api::JobInfo> Kill(const std::string& ref);
+  Status Remove(const api::RemoveRequest& request);
+
+ private:
+  struct Job {
+    std::mutex op;               // held for the whole of a long operation on this job
+    records::JobRecord record;   // guarded by JobManager::mu_
+  };
+
+  std::string JobDir(const std::string& id) const;
+  snapshot::SnapshotStore Store(const std::string& id) const;
+  StatusOr<std::shared_ptr<Job>> Find(const std::string& ref);
+  // Persists `record` and publishes it in the registry.
+  Status Save(Job& job, const records::JobRecord& record);
+  records::JobRecord Snapshot(const Job& job);
+  // Updates a job whose processes may have ended; persists a change. Caller holds no lock.
+  void Refresh(Job& job);
+  bool Alive(const records::JobRecord& record) const;
+  api::JobInfo Info(const records::JobRecord& record) const;
+  std::string NewJobId();
+  Status CheckNameFree(const std::string& name);
+  StatusOr<std::shared_ptr<Job>> CreateJob(records::JobRecord record);
+  void Forget(const std::string& id);
+
+  DaemonConfig config_;
+  std::string criu_version_;
+  std::mutex mu_;  // guards jobs_ and every Job::record
+  std::map<std::string, std::shared_ptr<Job>> jobs_;
+};
+
+}  // namespace lazarus

@@ -1,0 +1,173 @@
+// lazarus-keeper: parents one incarnation of one job.
+//
+//   lazarus-keeper run     --job-dir DIR --incarnation N --init PATH --cwd DIR -- CMD ARGS...
+//   lazarus-keeper restore --job-dir DIR --incarnation N --snapshot-dir SNAP --log NAME
+//
+// `run` starts lazarus-init as PID 1 of a new PID namespace with CMD below it; `restore`
+// has CRIU restore a snapshot as its child (rst_sibling). Either way it reports on fd 3
+// (keeper_protocol.h), then waits for the job's root and leaves its exit status in the
+// job directory, so that a daemon killed meanwhile loses nothing.
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/fs_util.h"
+#include "common/proc_util.h"
+#include "common/record_file.h"
+#include "common/unique_fd.h"
+#include "daemon/keeper_protocol.h"
+#include "daemon/records.pb.h"
+#include "snapshot/criu_client.h"
+#include "snapshot/open_files.h"
+
+namespace lazarus::keeper {
+namespace {
+
+struct Args {
+  std::string mode, job_dir, init, cwd, snapshot_dir, log = "restore.log";
+  uint32_t incarnation = 1;
+  std::vector<std::string> command;
+};
+
+void Report(const std::string& text) {
+  std::string rest = text;
+  while (!rest.empty()) {
+    ssize_t n = ::write(kResultFd, rest.data(), rest.size());
+    if (n <= 0) break;
+    rest.erase(0, static_cast<size_t>(n));
+  }
+  ::close(kResultFd);
+}
+
+[[noreturn]] void Fail(const std::string& message) {
+  Report("error\n" + message);
+  std::exit(1);
+}
+
+Args Parse(int argc, char** argv) {
+  Args args;
+  if (argc < 2) Fail("lazarus-keeper: missing mode");
+  args.mode = argv[1];
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) Fail("lazarus-keeper: " + a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--") {
+      args.command.assign(argv + i + 1, argv + argc);
+      break;
+    }
+    if (a == "--job-dir") args.job_dir = next();
+    else if (a == "--init") args.init = next();
+    else if (a == "--cwd") args.cwd = next();
+    else if (a == "--snapshot-dir") args.snapshot_dir = next();
+    else if (a == "--log") args.log = next();
+    else if (a == "--incarnation") args.incarnation = static_cast<uint32_t>(std::stoul(next()));
+    else Fail("lazarus-keeper: unknown argument " + a);
+  }
+  if (args.job_dir.empty()) Fail("lazarus-keeper: --job-dir is required");
+  return args;
+}
+
+UniqueFd OpenOutput(const std::string& path) {
+  // O_APPEND: CRIU does not check the size of append-only files, so output written
+  // after a snapshot never blocks its restore.
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
+  if (!fd) Fail("open " + path + ": " + std::strerror(errno));
+  return fd;
+}
+
+void ReportStarted(pid_t root) {
+  auto self = ProcessStartTime(::getpid());
+  auto root_start = ProcessStartTime(root);
+  Report("ok " + std::to_string(::getpid()) + " " + std::to_string(self.value_or(0)) + " " + std::to_string(root) +
+         " " + std::to_string(root_start.value_or(0)) + "\n");
+}
+
+pid_t StartJob(const Args& args) {
+  if (args.command.empty()) Fail("no command to run");
+  UniqueFd out = OpenOutput(args.job_dir + "/" + kStdoutFile);
+  UniqueFd err = OpenOutput(args.job_dir + "/" + kStderrFile);
+  UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  // Every job in a PID namespace of its own: its PIDs never clash with the host's on
+  // restore, and one snapshot can be restored twice at once.
+  if (::unshare(CLONE_NEWPID) != 0) Fail(std::string("unshare(CLONE_NEWPID): ") + std::strerror(errno));
+  std::vector<std::string> argv{args.init, "--"};
+  argv.insert(argv.end(), args.command.begin(), args.command.end());
+  std::vector<char*> c_argv;
+  for (auto& s : argv) c_argv.push_back(s.data());
+  c_argv.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) Fail(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    ::dup2(in.get(), 0);
+    ::dup2(out.get(), 1);
+    ::dup2(err.get(), 2);
+    ::close_range(3, ~0U, 0);
+    if (!args.cwd.empty() && ::chdir(args.cwd.c_str()) != 0) {
+      std::fprintf(stderr, "lazarus: cannot enter %s: %s\n", args.cwd.c_str(), std::strerror(errno));
+      ::_exit(126);
+    }
+    ::execv(c_argv[0], c_argv.data());
+    std::fprintf(stderr, "lazarus: cannot run %s: %s\n", c_argv[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  return pid;
+}
+
+pid_t RestoreJob(const Args& args) {
+  records::SnapshotRecord record;
+  Status st = ReadRecordFile(args.snapshot_dir + "/snapshot.rec", &record);
+  if (!st.ok()) Fail("read snapshot record: " + st.message());
+  UniqueFd images(::open((args.snapshot_dir + "/images").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!images) Fail("open " + args.snapshot_dir + "/images: " + std::strerror(errno));
+  UniqueFd work(::open(args.snapshot_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!work) Fail("open " + args.snapshot_dir + ": " + std::strerror(errno));
+
+  // The job's stdout and stderr at dump time go to this job's files (a clone writes its own).
+  std::map<std::string, std::string> redirect;
+  const std::string own[] = {args.job_dir + "/" + kStdoutFile, args.job_dir + "/" + kStderrFile};
+  for (int i = 0; i < record.stdio_paths_size() && i < 2; ++i) redirect[record.stdio_paths(i)] = own[i];
+  auto files = snapshot::ReopenForRestore(record.open_files(), redirect);
+  if (!files.ok()) Fail(files.status().message());
+
+  snapshot::RestoreOptions options;
+  options.images_dir_fd = images.get();
+  options.work_dir_fd = work.get();
+  options.log_file = args.log;
+  options.shell_job = record.shell_job();
+  for (const auto& f : *files) options.inherit_fds.emplace_back(f.key, f.fd.get());
+  auto pid = snapshot::CriuRestore(options);
+  if (!pid.ok()) Fail(pid.status().message());
+  return *pid;
+}
+
+int Main(int argc, char** argv) {
+  Args args = Parse(argc, argv);
+  pid_t root = 0;
+  if (args.mode == "run") root = StartJob(args);
+  else if (args.mode == "restore") root = RestoreJob(args);
+  else Fail("lazarus-keeper: unknown mode " + args.mode);
+  ReportStarted(root);
+
+  int status = 0;
+  while (::waitpid(root, &status, 0) < 0) {
+    if (errno != EINTR) return 1;
+  }
+  Status st = WriteFileAtomic(args.job_dir + "/" + kExitStatusFile,
+                              std::to_string(args.incarnation) + " " + std::to_string(status) + "\n");
+  return st.ok() ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace lazarus::keeper
+
+int main(int argc, char** argv) { return lazarus::keeper::Main(argc, argv); }
