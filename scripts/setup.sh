@@ -22,7 +22,7 @@ PACKAGES=(
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libzstd-dev libxxhash-dev
-  iproute2 nftables procps util-linux
+  iproute2 nftables procps psmisc util-linux
   # CRIU's build dependencies
   libprotobuf-c-dev protobuf-c-compiler libnl-3-dev libnet1-dev libcap-dev libbsd-dev
   libgnutls28-dev libnftables-dev uuid-dev
