@@ -9,11 +9,11 @@ cd "$root"
 bash scripts/setup.sh
 
 echo "== unit tests (AddressSanitizer + UndefinedBehaviorSanitizer)"
-bash scripts/build.sh "$root/build-asan" -DLAZARUS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+bash scripts/build.sh "$root/build-asan" -DLAZARUS_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug -DLAZARUS_BUILD_TESTS=ON
 ctest --test-dir "$root/build-asan" -L unit --output-on-failure
 
 echo "== integration tests (real CRIU, real processes)"
-bash scripts/build.sh "$root/build"
+bash scripts/build.sh "$root/build" -DLAZARUS_BUILD_TESTS=ON
 ctest --test-dir "$root/build" -L integration --output-on-failure --timeout 600
 
 echo "== benchmark smoke run (figures: scripts/bench.sh)"
