@@ -142,7 +142,7 @@ void PrintJob(const api::JobInfo& job) {
             << (job.snapshot_count() ? " (latest " + std::to_string(job.latest_snapshot()) + ")" : "") << "\n"
             << "command:       " << Joined(job.argv()) << "\n";
   if (job.attached()) std::cout << "attached:      yes (snapshots only; a restore needs its PIDs free)\n";
-  if (!job.restored_from().empty()) std::cout << "cloned from:   " << job.restored_from() << "\n";
+  if (!job.restored_from().empty()) std::cout << "restored from: " << job.restored_from() << "\n";
   if (!job.exit_status().empty()) std::cout << "exit status:   " << job.exit_status() << "\n";
   if (!job.stdout_path().empty()) std::cout << "stdout:        " << job.stdout_path() << "\n";
   if (!job.stderr_path().empty()) std::cout << "stderr:        " << job.stderr_path() << "\n";

@@ -97,6 +97,7 @@ void ApiServer::Serve(boost::asio::local::stream_protocol::socket socket) {
   const int fd = socket.native_handle();
   api::Request request;
   Status st = wire::ReadMessage(fd, &request);
+  if (st.code() == Code::kNotFound) return;  // connected and left without a request
   api::Response response = st.ok() ? Handle(request) : Error(st.Context("bad request"));
   if (!response.ok()) spdlog::info("request failed: {}", response.error());
   st = wire::WriteMessage(fd, response);

@@ -90,7 +90,7 @@ std::string ExplainRestoreError(const std::string& message) {
   if (std::regex_search(message, m, clash))
     return "PID " + m[1].str() +
            " of the snapshot is in use on this host (an attached job has no PID namespace of its own: "
-           "its restore needs every PID of its tree free)\n" + message;
+           "its restore needs every PID of its tree free); " + message;
   return message;
 }
 
@@ -563,6 +563,7 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request) {
   t.set_state(records::RUNNING);
   t.set_exit_status("");
   t.set_last_error("");
+  t.set_restored_from(src.id() + "/" + std::to_string(snap.id()));
   LAZARUS_RETURN_IF_ERROR(Save(*target, t));
   spdlog::info("job {}: restored from {}/{} (pid {}, incarnation {})", JobLabel(t), src.id(), snap.id(),
                t.root().pid(), incarnation);

@@ -93,13 +93,15 @@ std::string LogPath(int work_dir_fd, const std::string& log_file) {
   return std::string(target, static_cast<size_t>(n)) + "/" + log_file;
 }
 
+// One line for the user: what failed, CRIU's own error lines (without their timestamp and
+// source prefix), and where the full log is.
 Status Failure(const char* what, const criu_resp& resp, int work_dir_fd, const std::string& log_file) {
   const std::string log = LogPath(work_dir_fd, log_file);
-  std::string msg = std::string("criu ") + what + " failed";
-  if (resp.has_cr_errmsg() && !resp.cr_errmsg().empty()) msg += ": " + resp.cr_errmsg();
   std::string lines = CriuErrorLines(log);
-  if (!lines.empty()) msg += "\n" + lines;
-  msg += "\n(full CRIU log: " + log + ")";
+  if (lines.empty() && resp.has_cr_errmsg()) lines = resp.cr_errmsg();
+  std::string msg = std::string("criu ") + what + " failed";
+  if (!lines.empty()) msg += ": " + lines;
+  msg += " (CRIU log: " + log + ")";
   return Status(Code::kCriu, msg);
 }
 
@@ -130,16 +132,19 @@ std::string CriuErrorLines(const std::string& log_path, size_t max_lines) {
   while (std::getline(in, line)) {
     // "rlimit: Can't setup RLIMIT_NOFILE" appears in every log here and is harmless.
     if (line.find("RLIMIT_NOFILE") != std::string::npos) continue;
-    if (line.find("Error (") != std::string::npos || line.find("Error:") != std::string::npos) {
-      errors.push_back(line);
+    // "(00.029540) Error (criu/cr-restore.c:1237): Can't fork for 7038: File exists"
+    auto error = line.find("Error (");
+    if (error != std::string::npos) {
+      auto text = line.find("): ", error);
+      errors.push_back(text == std::string::npos ? line.substr(error) : line.substr(text + 3));
       if (errors.size() > max_lines) errors.pop_front();
     }
     tail.push_back(line);
-    if (tail.size() > 3) tail.pop_front();
+    if (tail.size() > 2) tail.pop_front();
   }
   const auto& pick = errors.empty() ? tail : errors;
   std::string out;
-  for (const auto& l : pick) out += (out.empty() ? "" : "\n") + l;
+  for (const auto& l : pick) out += (out.empty() ? "" : "; ") + l;
   return out;
 }
 

@@ -51,7 +51,8 @@ StatusOr<pid_t> CriuRestore(const RestoreOptions& options);
 // "4.2.1"
 StatusOr<std::string> CriuVersion();
 
-// The lines of a CRIU log that say what went wrong (at most `max_lines`, the last ones).
+// The lines of a CRIU log that say what went wrong (at most `max_lines`, the last ones),
+// joined into one line with "; ".
 std::string CriuErrorLines(const std::string& log_path, size_t max_lines = 8);
 
 }  // namespace lazarus::snapshot
