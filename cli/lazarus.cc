@@ -125,6 +125,17 @@ po::variables_map ParseArgs(const std::string& name, const std::vector<std::stri
   return vm;
 }
 
+void AddPolicyOptions(po::options_description& o) {
+  o.add_options()("interval", po::value<uint32_t>(), "snapshot the job every S seconds (0: never)")(
+      "keep", po::value<uint32_t>(), "keep the last N snapshots (default 3)")(
+      "keep-every", po::value<uint32_t>(), "also keep one snapshot per S seconds (e.g. 3600)");
+}
+
+uint32_t CheckKeep(uint32_t keep) {
+  if (keep == 0) throw UsageError("--keep must be at least 1");
+  return keep;
+}
+
 api::Request JobRequest(const std::string& job, api::JobRef* (api::Request::*field)()) {
   api::Request request;
   (request.*field)()->set_job(job);
@@ -140,7 +151,13 @@ void PrintJob(const api::JobInfo& job) {
             << "incarnation:   " << job.incarnation() << "\n"
             << "snapshots:     " << job.snapshot_count()
             << (job.snapshot_count() ? " (latest " + std::to_string(job.latest_snapshot()) + ")" : "") << "\n"
-            << "command:       " << Joined(job.argv()) << "\n";
+            << "command:       " << Joined(job.argv()) << "\n"
+            << "policy:        "
+            << (job.policy().interval_s() ? "snapshot every " + std::to_string(job.policy().interval_s()) + " s"
+                                          : std::string("no periodic snapshots"))
+            << ", keep last " << job.policy().keep_last()
+            << (job.policy().keep_every_s() ? " + one per " + std::to_string(job.policy().keep_every_s()) + " s" : "")
+            << "\n";
   if (job.attached()) std::cout << "attached:      yes (snapshots only; a restore needs its PIDs free)\n";
   if (!job.restored_from().empty()) std::cout << "restored from: " << job.restored_from() << "\n";
   if (!job.exit_status().empty()) std::cout << "exit status:   " << job.exit_status() << "\n";
@@ -156,7 +173,7 @@ std::map<std::string, Command> Commands() {
     p.add("job", 1);
   };
 
-  commands["run"] = {"run [--name NAME] [--json] -- CMD ARGS...",
+  commands["run"] = {"run [--name NAME] [--interval S] [--keep N] [--keep-every S] [--json] -- CMD ARGS...",
                      "Starts CMD as a new job, in its own PID namespace, and prints its id.", nullptr};
   commands["run"].run = [&cmd = commands["run"]](const std::vector<std::string>& all) {
     auto dash = std::find(all.begin(), all.end(), "--");
@@ -166,6 +183,7 @@ std::map<std::string, Command> Commands() {
     bool json = false;
     po::options_description o("Options");
     o.add_options()("name", po::value(&name), "a name to refer to the job by")("json", po::bool_switch(&json), "print JSON");
+    AddPolicyOptions(o);
     // Without "--", the first bare word starts the command.
     po::positional_options_description p;
     p.add("command", -1);
@@ -179,6 +197,9 @@ std::map<std::string, Command> Commands() {
     api::Request request;
     auto* run = request.mutable_run();
     run->set_name(name);
+    if (vm.count("interval")) run->mutable_policy()->set_interval_s(vm["interval"].as<uint32_t>());
+    if (vm.count("keep")) run->mutable_policy()->set_keep_last(CheckKeep(vm["keep"].as<uint32_t>()));
+    if (vm.count("keep-every")) run->mutable_policy()->set_keep_every_s(vm["keep-every"].as<uint32_t>());
     for (const auto& c : command) run->add_argv(c);
     run->set_cwd(std::filesystem::current_path().string());
     for (char** e = environ; *e; ++e) run->add_env(*e);
@@ -318,6 +339,31 @@ std::map<std::string, Command> Commands() {
     request.mutable_rm()->set_job(job);
     request.mutable_rm()->set_force(force);
     Call(request);
+    return 0;
+  };
+
+  commands["policy"] = {"policy JOB [--interval S] [--keep N] [--keep-every S] [--json]",
+                        "Changes when the daemon snapshots a job by itself (--interval, 0: never) and which\n"
+                        "snapshots retention keeps (the last --keep, default 3, plus one per --keep-every seconds).",
+                        nullptr};
+  commands["policy"].run = [&cmd = commands["policy"], job_arg](const std::vector<std::string>& args) {
+    std::string job;
+    bool json = false;
+    po::options_description o("Options");
+    po::positional_options_description p;
+    job_arg(o, p, job);
+    AddPolicyOptions(o);
+    o.add_options()("json", po::bool_switch(&json), "print JSON");
+    auto vm = ParseArgs("policy", args, o, p, cmd);
+    api::Request request;
+    auto* r = request.mutable_policy();
+    r->set_job(job);
+    if (vm.count("interval")) r->set_interval_s(vm["interval"].as<uint32_t>());
+    if (vm.count("keep")) r->set_keep_last(CheckKeep(vm["keep"].as<uint32_t>()));
+    if (vm.count("keep-every")) r->set_keep_every_s(vm["keep-every"].as<uint32_t>());
+    auto resp = Call(request);
+    if (json) PrintJson(resp.job());
+    else PrintJob(resp.job());
     return 0;
   };
 

@@ -117,6 +117,7 @@ api::Response ApiServer::Handle(const api::Request& request) {
       return Reply(jobs_.Snapshots(request.snapshots().job()), &R::mutable_snapshots);
     case api::Request::kRestore: return Reply(jobs_.Restore(request.restore()), &R::mutable_job);
     case api::Request::kKill: return Reply(jobs_.Kill(request.kill().job()), &R::mutable_job);
+    case api::Request::kPolicy: return Reply(jobs_.SetPolicy(request.policy()), &R::mutable_job);
     case api::Request::kRm: {
       Status st = jobs_.Remove(request.rm());
       if (!st.ok()) return Error(st);

@@ -33,6 +33,7 @@ namespace {
 constexpr const char* kJobRecordFile = "job.rec";
 constexpr auto kRestoreTimeout = std::chrono::seconds(120);
 constexpr auto kRunTimeout = std::chrono::seconds(30);
+constexpr uint32_t kDefaultKeepLast = 3;
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -195,8 +196,67 @@ void JobManager::Poll() {
   for (auto& job : jobs) {
     // A job busy with an operation is refreshed by that operation.
     std::unique_lock op(job->op, std::try_to_lock);
-    if (op.owns_lock()) Refresh(*job);
+    if (!op.owns_lock()) continue;
+    Refresh(*job);
+    if (PeriodicSnapshotDue(Snapshot(*job))) {
+      // Off the polling thread: a dump takes as long as the job is large. The job's own
+      // lock makes it one snapshot at a time per job.
+      ++in_flight_;
+      op.unlock();
+      std::thread([this, job] {
+        std::unique_lock op(job->op, std::try_to_lock);
+        if (op.owns_lock() && PeriodicSnapshotDue(Snapshot(*job))) {
+          auto taken = CheckpointLocked(*job, /*periodic=*/true);
+          if (!taken.ok()) spdlog::warn("periodic snapshot: {}", taken.status().message());
+        }
+        --in_flight_;
+      }).detach();
+    }
   }
+}
+
+bool JobManager::PeriodicSnapshotDue(const JobRecord& r) const {
+  if (r.state() != records::RUNNING || r.snapshot_interval_s() == 0) return false;
+  const int64_t last = std::max(r.last_periodic_ms(), r.started_unix_ms());
+  return NowMs() - last >= int64_t{r.snapshot_interval_s()} * 1000;
+}
+
+void JobManager::Drain() {
+  for (int i = 0; i < 600 && in_flight_ > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
+namespace {
+
+Status ValidatePolicy(uint64_t interval_s, uint64_t keep_last, uint64_t keep_every_s) {
+  constexpr uint64_t kMaxSeconds = 366ull * 24 * 3600;
+  if (interval_s > kMaxSeconds) return Status(Code::kInvalidArgument, "--interval is longer than a year");
+  if (keep_last > 10000) return Status(Code::kInvalidArgument, "--keep above 10000");
+  if (keep_every_s > kMaxSeconds) return Status(Code::kInvalidArgument, "--keep-every is longer than a year");
+  return Status::Ok();
+}
+
+void CopyPolicy(const JobRecord& r, api::SnapshotPolicy* policy) {
+  policy->set_interval_s(r.snapshot_interval_s());
+  policy->set_keep_last(r.keep_last() ? r.keep_last() : kDefaultKeepLast);
+  policy->set_keep_every_s(r.keep_every_s());
+}
+
+}  // namespace
+
+StatusOr<api::JobInfo> JobManager::SetPolicy(const api::PolicyRequest& request) {
+  auto found = Find(request.job());
+  if (!found.ok()) return found.status();
+  Job& job = **found;
+  std::lock_guard op(job.op);
+  JobRecord r = Snapshot(job);
+  if (request.has_interval_s()) r.set_snapshot_interval_s(request.interval_s());
+  if (request.has_keep_last()) r.set_keep_last(request.keep_last());
+  if (request.has_keep_every_s()) r.set_keep_every_s(request.keep_every_s());
+  LAZARUS_RETURN_IF_ERROR(ValidatePolicy(r.snapshot_interval_s(), r.keep_last(), r.keep_every_s()));
+  LAZARUS_RETURN_IF_ERROR(Save(job, r));
+  spdlog::info("job {}: snapshot every {} s, keep last {}, keep one per {} s", JobLabel(r), r.snapshot_interval_s(),
+               r.keep_last() ? r.keep_last() : kDefaultKeepLast, r.keep_every_s());
+  return Info(r);
 }
 
 api::JobInfo JobManager::Info(const JobRecord& r) const {
@@ -222,6 +282,7 @@ api::JobInfo JobManager::Info(const JobRecord& r) const {
   info.set_attached(r.attached());
   info.set_incarnation(r.incarnation());
   info.set_restored_from(r.restored_from());
+  CopyPolicy(r, info.mutable_policy());
   return info;
 }
 
@@ -287,6 +348,8 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request) {
   if (request.argv().empty()) return Status(Code::kInvalidArgument, "no command given");
   auto resolved = ResolveCommand(request.argv(0), request.cwd(), request.env());
   if (!resolved.ok()) return resolved.status();
+  const auto& policy = request.policy();
+  LAZARUS_RETURN_IF_ERROR(ValidatePolicy(policy.interval_s(), policy.keep_last(), policy.keep_every_s()));
   LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name()));
 
   JobRecord r;
@@ -298,6 +361,9 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request) {
   r.set_state(records::STARTING);
   r.set_incarnation(1);
   r.set_next_snapshot_id(1);
+  r.set_snapshot_interval_s(policy.interval_s());
+  r.set_keep_last(policy.keep_last());
+  r.set_keep_every_s(policy.keep_every_s());
   auto job = CreateJob(r);
   if (!job.ok()) return job.status();
   std::lock_guard op((*job)->op);
@@ -383,6 +449,10 @@ StatusOr<api::SnapshotInfo> JobManager::Checkpoint(const std::string& ref) {
   if (!found.ok()) return found.status();
   Job& job = **found;
   std::lock_guard op(job.op);
+  return CheckpointLocked(job, /*periodic=*/false);
+}
+
+StatusOr<api::SnapshotInfo> JobManager::CheckpointLocked(Job& job, bool periodic) {
   Refresh(job);
   JobRecord r = Snapshot(job);
   if (r.state() != records::RUNNING)
@@ -390,6 +460,7 @@ StatusOr<api::SnapshotInfo> JobManager::Checkpoint(const std::string& ref) {
                                                  ", not running: nothing to checkpoint");
   const uint32_t id = r.next_snapshot_id();
   r.set_next_snapshot_id(id + 1);
+  if (periodic) r.set_last_periodic_ms(NowMs());
   r.set_state(records::SNAPSHOTTING);
   LAZARUS_RETURN_IF_ERROR(Save(job, r));
 

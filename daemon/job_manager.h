@@ -3,6 +3,7 @@
 // serialized by that job's own lock, so a slow dump of one job never blocks another.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -40,6 +41,10 @@ class JobManager {
   StatusOr<api::JobInfo> Restore(const api::RestoreRequest& request);
   StatusOr<api::JobInfo> Kill(const std::string& ref);
   Status Remove(const api::RemoveRequest& request);
+  StatusOr<api::JobInfo> SetPolicy(const api::PolicyRequest& request);
+
+  // Waits for periodic snapshots in progress.
+  void Drain();
 
  private:
   struct Job {
@@ -47,6 +52,8 @@ class JobManager {
     records::JobRecord record;   // guarded by JobManager::mu_
   };
 
+  StatusOr<api::SnapshotInfo> CheckpointLocked(Job& job, bool periodic);
+  bool PeriodicSnapshotDue(const records::JobRecord& record) const;
   std::string JobDir(const std::string& id) const;
   snapshot::SnapshotStore Store(const std::string& id) const;
   StatusOr<std::shared_ptr<Job>> Find(const std::string& ref);
@@ -66,6 +73,7 @@ class JobManager {
   std::string criu_version_;
   std::mutex mu_;  // guards jobs_ and every Job::record
   std::map<std::string, std::shared_ptr<Job>> jobs_;
+  std::atomic<int> in_flight_{0};  // periodic snapshots running on their own threads
 };
 
 }  // namespace lazarus

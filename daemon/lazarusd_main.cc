@@ -134,6 +134,7 @@ int Main(int argc, char** argv) {
   spdlog::info("lazarusd ready: state {}, socket {}", state_dir, socket_path);
   io.run();
   server.Drain();
+  jobs.Drain();
   ::unlink(socket_path.c_str());
   return 0;
 }
