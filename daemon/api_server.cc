@@ -6,7 +6,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -66,7 +68,8 @@ Status ApiServer::Listen(const std::string& path) {
   if (ec) return Status(Code::kIo, "listen on " + path + ": " + ec.message());
   // Jobs and CRIU are forked from this process: none of them may inherit the socket.
   ::fcntl(acceptor_.native_handle(), F_SETFD, FD_CLOEXEC);
-  ::chmod(path.c_str(), 0600);
+  // Users may connect: every request is checked against the caller's uid.
+  ::chmod(path.c_str(), 0666);
   return Status::Ok();
 }
 
@@ -95,31 +98,38 @@ void ApiServer::Drain() {
 
 void ApiServer::Serve(boost::asio::local::stream_protocol::socket socket) {
   const int fd = socket.native_handle();
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    spdlog::warn("SO_PEERCRED: {}", std::strerror(errno));
+    return;  // a peer we cannot identify gets nothing
+  }
+  const Caller caller{cred.uid, cred.gid, cred.pid};
   api::Request request;
   Status st = wire::ReadMessage(fd, &request);
   if (st.code() == Code::kNotFound) return;  // connected and left without a request
-  api::Response response = st.ok() ? Handle(request) : Error(st.Context("bad request"));
+  api::Response response = st.ok() ? Handle(request, caller) : Error(st.Context("bad request"));
   if (!response.ok()) spdlog::info("request failed: {}", response.error());
   st = wire::WriteMessage(fd, response);
   if (!st.ok()) spdlog::warn("reply: {}", st.message());
 }
 
-api::Response ApiServer::Handle(const api::Request& request) {
+api::Response ApiServer::Handle(const api::Request& request, const Caller& caller) {
   using R = api::Response;
   switch (request.body_case()) {
-    case api::Request::kRun: return Reply(jobs_.Run(request.run()), &R::mutable_job);
-    case api::Request::kAttach: return Reply(jobs_.Attach(request.attach()), &R::mutable_job);
-    case api::Request::kList: return Reply(jobs_.List(), &R::mutable_jobs);
-    case api::Request::kStatus: return Reply(jobs_.GetStatus(request.status().job()), &R::mutable_job);
+    case api::Request::kRun: return Reply(jobs_.Run(request.run(), caller), &R::mutable_job);
+    case api::Request::kAttach: return Reply(jobs_.Attach(request.attach(), caller), &R::mutable_job);
+    case api::Request::kList: return Reply(jobs_.List(caller), &R::mutable_jobs);
+    case api::Request::kStatus: return Reply(jobs_.GetStatus(request.status().job(), caller), &R::mutable_job);
     case api::Request::kCheckpoint:
-      return Reply(jobs_.Checkpoint(request.checkpoint().job()), &R::mutable_snapshot);
+      return Reply(jobs_.Checkpoint(request.checkpoint().job(), caller), &R::mutable_snapshot);
     case api::Request::kSnapshots:
-      return Reply(jobs_.Snapshots(request.snapshots().job()), &R::mutable_snapshots);
-    case api::Request::kRestore: return Reply(jobs_.Restore(request.restore()), &R::mutable_job);
-    case api::Request::kKill: return Reply(jobs_.Kill(request.kill().job()), &R::mutable_job);
-    case api::Request::kPolicy: return Reply(jobs_.SetPolicy(request.policy()), &R::mutable_job);
+      return Reply(jobs_.Snapshots(request.snapshots().job(), caller), &R::mutable_snapshots);
+    case api::Request::kRestore: return Reply(jobs_.Restore(request.restore(), caller), &R::mutable_job);
+    case api::Request::kKill: return Reply(jobs_.Kill(request.kill().job(), caller), &R::mutable_job);
+    case api::Request::kPolicy: return Reply(jobs_.SetPolicy(request.policy(), caller), &R::mutable_job);
     case api::Request::kRm: {
-      Status st = jobs_.Remove(request.rm());
+      Status st = jobs_.Remove(request.rm(), caller);
       if (!st.ok()) return Error(st);
       R resp;
       resp.set_ok(true);

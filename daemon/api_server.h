@@ -27,7 +27,7 @@ class ApiServer {
  private:
   void Accept();
   void Serve(boost::asio::local::stream_protocol::socket socket);
-  api::Response Handle(const api::Request& request);
+  api::Response Handle(const api::Request& request, const Caller& caller);
 
   boost::asio::io_context& io_;
   JobManager& jobs_;

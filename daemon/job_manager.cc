@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include <spdlog/spdlog.h>
@@ -95,6 +96,42 @@ std::string ExplainRestoreError(const std::string& message) {
   return message;
 }
 
+// Real, effective, saved and file-system ids of a process, from /proc/PID/status.
+std::vector<unsigned> StatusIds(pid_t pid, const std::string& key) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(key + ":", 0) != 0) continue;
+    std::istringstream fields(line.substr(key.size() + 1));
+    std::vector<unsigned> ids;
+    unsigned id;
+    while (fields >> id) ids.push_back(id);
+    return ids;
+  }
+  return {};
+}
+
+uid_t ProcessUid(pid_t pid) {
+  auto ids = StatusIds(pid, "Uid");
+  return ids.empty() ? 0 : ids[0];
+}
+gid_t ProcessGid(pid_t pid) {
+  auto ids = StatusIds(pid, "Gid");
+  return ids.empty() ? 0 : ids[0];
+}
+
+// A user may adopt only a process that is wholly its own (as ptrace would require).
+bool OwnedBy(pid_t pid, const Caller& caller) {
+  auto uids = StatusIds(pid, "Uid");
+  auto gids = StatusIds(pid, "Gid");
+  if (uids.size() != 4 || gids.size() != 4) return false;
+  for (unsigned u : uids)
+    if (u != caller.uid) return false;
+  for (unsigned g : gids)
+    if (g != caller.gid) return false;
+  return true;
+}
+
 std::string ReadCmdline(pid_t pid, std::vector<std::string>* argv) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
   std::string arg;
@@ -113,7 +150,10 @@ snapshot::SnapshotStore JobManager::Store(const std::string& id) const {
 }
 
 Status JobManager::Load() {
-  LAZARUS_RETURN_IF_ERROR(MakeDirs(config_.state_dir + "/jobs", 0700));
+  // Traversable, not listable: users reach their own job's output files by name.
+  LAZARUS_RETURN_IF_ERROR(MakeDirs(config_.state_dir + "/jobs", 0711));
+  for (const auto& dir : {config_.state_dir, config_.state_dir + "/jobs"})
+    if (::chmod(dir.c_str(), 0711) != 0) return ErrnoStatus("chmod " + dir);
   auto version = snapshot::CriuVersion();
   if (!version.ok()) return version.status().Context("ask " + snapshot::CriuBinary() + " for its version");
   criu_version_ = *version;
@@ -243,8 +283,8 @@ void CopyPolicy(const JobRecord& r, api::SnapshotPolicy* policy) {
 
 }  // namespace
 
-StatusOr<api::JobInfo> JobManager::SetPolicy(const api::PolicyRequest& request) {
-  auto found = Find(request.job());
+StatusOr<api::JobInfo> JobManager::SetPolicy(const api::PolicyRequest& request, const Caller& caller) {
+  auto found = Find(request.job(), caller);
   if (!found.ok()) return found.status();
   Job& job = **found;
   std::lock_guard op(job.op);
@@ -286,13 +326,20 @@ api::JobInfo JobManager::Info(const JobRecord& r) const {
   return info;
 }
 
-StatusOr<std::shared_ptr<JobManager::Job>> JobManager::Find(const std::string& ref) {
+StatusOr<std::shared_ptr<JobManager::Job>> JobManager::Find(const std::string& ref, const Caller& caller) {
   if (ref.empty()) return Status(Code::kInvalidArgument, "no job given");
   std::lock_guard lock(mu_);
-  if (auto it = jobs_.find(ref); it != jobs_.end()) return it->second;
-  for (auto& [id, job] : jobs_)
-    if (job->record.name() == ref) return job;
-  return Status(Code::kNotFound, "no job " + ref);
+  std::shared_ptr<Job> found;
+  if (auto it = jobs_.find(ref); it != jobs_.end()) found = it->second;
+  for (auto& [id, job] : jobs_) {
+    if (found) break;
+    // Names are per user: another user's job of the same name is not this caller's.
+    if (job->record.name() == ref && (caller.is_root() || job->record.uid() == caller.uid)) found = job;
+  }
+  if (!found) return Status(Code::kNotFound, "no job " + ref);
+  if (!caller.is_root() && found->record.uid() != caller.uid)
+    return Status(Code::kPermissionDenied, "permission denied: job " + ref + " belongs to another user");
+  return found;
 }
 
 std::string JobManager::NewJobId() {
@@ -309,20 +356,24 @@ std::string JobManager::NewJobId() {
   }
 }
 
-Status JobManager::CheckNameFree(const std::string& name) {
+Status JobManager::CheckNameFree(const std::string& name, uid_t owner) {
   if (name.empty()) return Status::Ok();
   if (name.find_first_of("/ \t\n") != std::string::npos)
     return Status(Code::kInvalidArgument, "invalid job name '" + name + "': no slashes or spaces");
   std::lock_guard lock(mu_);
   if (jobs_.count(name)) return Status(Code::kAlreadyExists, "job name " + name + " is a job id");
   for (auto& [id, job] : jobs_)
-    if (job->record.name() == name) return Status(Code::kAlreadyExists, "job name " + name + " is taken by job " + id);
+    if (job->record.name() == name && job->record.uid() == owner)
+      return Status(Code::kAlreadyExists, "job name " + name + " is taken by job " + id);
   return Status::Ok();
 }
 
 StatusOr<std::shared_ptr<JobManager::Job>> JobManager::CreateJob(JobRecord record) {
   const std::string dir = JobDir(record.id());
+  // The job directory is traversable (0711) so that the job's user can read its output
+  // files by name; snapshots stay root's alone.
   LAZARUS_RETURN_IF_ERROR(MakeDirs(dir + "/snapshots", 0700));
+  if (::chmod(dir.c_str(), 0711) != 0) return ErrnoStatus("chmod " + dir);
   auto job = std::make_shared<Job>();
   record.set_created_unix_ms(NowMs());
   Status st = Save(*job, record);
@@ -344,13 +395,13 @@ void JobManager::Forget(const std::string& id) {
   if (!st.ok()) spdlog::error("{}", st.message());
 }
 
-StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request) {
+StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request, const Caller& caller) {
   if (request.argv().empty()) return Status(Code::kInvalidArgument, "no command given");
   auto resolved = ResolveCommand(request.argv(0), request.cwd(), request.env());
   if (!resolved.ok()) return resolved.status();
   const auto& policy = request.policy();
   LAZARUS_RETURN_IF_ERROR(ValidatePolicy(policy.interval_s(), policy.keep_last(), policy.keep_every_s()));
-  LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name()));
+  LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name(), caller.uid));
 
   JobRecord r;
   r.set_id(NewJobId());
@@ -361,6 +412,8 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request) {
   r.set_state(records::STARTING);
   r.set_incarnation(1);
   r.set_next_snapshot_id(1);
+  r.set_uid(caller.uid);
+  r.set_gid(caller.gid);
   r.set_snapshot_interval_s(policy.interval_s());
   r.set_keep_last(policy.keep_last());
   r.set_keep_every_s(policy.keep_every_s());
@@ -370,6 +423,7 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request) {
 
   std::vector<std::string> argv{config_.bin_dir + "/lazarus-keeper", "run", "--job-dir", JobDir(r.id()),
                                 "--incarnation", "1", "--init", config_.bin_dir + "/lazarus-init",
+                                "--uid", std::to_string(r.uid()), "--gid", std::to_string(r.gid()),
                                 "--cwd", request.cwd(), "--"};
   argv.push_back(*resolved);
   argv.insert(argv.end(), request.argv().begin() + 1, request.argv().end());
@@ -388,13 +442,15 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request) {
   return Info(r);
 }
 
-StatusOr<api::JobInfo> JobManager::Attach(const api::AttachRequest& request) {
+StatusOr<api::JobInfo> JobManager::Attach(const api::AttachRequest& request, const Caller& caller) {
   const pid_t pid = request.pid();
   if (pid <= 1) return Status(Code::kInvalidArgument, "cannot attach PID " + std::to_string(pid));
   if (pid == ::getpid()) return Status(Code::kInvalidArgument, "cannot attach the daemon itself");
   auto stat = ReadProcStat(pid);
   if (!stat || stat->state == 'Z') return Status(Code::kNotFound, "no process " + std::to_string(pid));
-  LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name()));
+  if (!caller.is_root() && !OwnedBy(pid, caller))
+    return Status(Code::kPermissionDenied, "permission denied: process " + std::to_string(pid) + " is not yours");
+  LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name(), caller.uid));
   {
     std::lock_guard lock(mu_);
     for (auto& [id, job] : jobs_)
@@ -408,6 +464,8 @@ StatusOr<api::JobInfo> JobManager::Attach(const api::AttachRequest& request) {
   ReadCmdline(pid, &argv);
   for (auto& a : argv) r.add_argv(a);
   r.set_attached(true);
+  r.set_uid(caller.is_root() ? ProcessUid(pid) : caller.uid);
+  r.set_gid(caller.is_root() ? ProcessGid(pid) : caller.gid);
   r.mutable_root()->set_pid(pid);
   r.mutable_root()->set_start_time(stat->start_time);
   r.set_started_unix_ms(NowMs());
@@ -420,12 +478,13 @@ StatusOr<api::JobInfo> JobManager::Attach(const api::AttachRequest& request) {
   return Info(r);
 }
 
-StatusOr<api::JobList> JobManager::List() {
+StatusOr<api::JobList> JobManager::List(const Caller& caller) {
   Poll();
   std::vector<JobRecord> records;
   {
     std::lock_guard lock(mu_);
-    for (auto& [id, job] : jobs_) records.push_back(job->record);
+    for (auto& [id, job] : jobs_)
+      if (caller.is_root() || job->record.uid() == caller.uid) records.push_back(job->record);
   }
   std::sort(records.begin(), records.end(),
             [](const auto& a, const auto& b) { return a.created_unix_ms() < b.created_unix_ms(); });
@@ -434,8 +493,8 @@ StatusOr<api::JobList> JobManager::List() {
   return list;
 }
 
-StatusOr<api::JobInfo> JobManager::GetStatus(const std::string& ref) {
-  auto job = Find(ref);
+StatusOr<api::JobInfo> JobManager::GetStatus(const std::string& ref, const Caller& caller) {
+  auto job = Find(ref, caller);
   if (!job.ok()) return job.status();
   {
     std::unique_lock op((*job)->op, std::try_to_lock);
@@ -444,8 +503,8 @@ StatusOr<api::JobInfo> JobManager::GetStatus(const std::string& ref) {
   return Info(Snapshot(**job));
 }
 
-StatusOr<api::SnapshotInfo> JobManager::Checkpoint(const std::string& ref) {
-  auto found = Find(ref);
+StatusOr<api::SnapshotInfo> JobManager::Checkpoint(const std::string& ref, const Caller& caller) {
+  auto found = Find(ref, caller);
   if (!found.ok()) return found.status();
   Job& job = **found;
   std::lock_guard op(job.op);
@@ -539,8 +598,8 @@ StatusOr<api::SnapshotInfo> JobManager::CheckpointLocked(Job& job, bool periodic
   return info;
 }
 
-StatusOr<api::SnapshotList> JobManager::Snapshots(const std::string& ref) {
-  auto job = Find(ref);
+StatusOr<api::SnapshotList> JobManager::Snapshots(const std::string& ref, const Caller& caller) {
+  auto job = Find(ref, caller);
   if (!job.ok()) return job.status();
   JobRecord r = Snapshot(**job);
   auto store = Store(r.id());
@@ -557,8 +616,8 @@ StatusOr<api::SnapshotList> JobManager::Snapshots(const std::string& ref) {
   return list;
 }
 
-StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request) {
-  auto found = Find(request.job());
+StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request, const Caller& caller) {
+  auto found = Find(request.job(), caller);
   if (!found.ok()) return found.status();
   Job& source = **found;
   std::lock_guard op(source.op);
@@ -585,13 +644,15 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request) {
   Job* target = &source;
   JobRecord t = src;
   if (request.clone()) {
-    LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name()));
+    LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name(), caller.uid));
     JobRecord c;
     c.set_id(NewJobId());
     c.set_name(request.name());
     c.mutable_argv()->CopyFrom(src.argv());
     c.set_cwd(src.cwd());
     c.set_attached(src.attached());
+    c.set_uid(src.uid());
+    c.set_gid(src.gid());
     c.set_incarnation(0);
     c.set_next_snapshot_id(1);
     c.set_restored_from(src.id() + "/" + std::to_string(snap.id()));
@@ -611,6 +672,7 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request) {
   const std::string log = "restore-" + t.id() + "-" + std::to_string(incarnation) + ".log";
   std::vector<std::string> argv{config_.bin_dir + "/lazarus-keeper", "restore", "--job-dir", JobDir(t.id()),
                                 "--incarnation", std::to_string(incarnation), "--snapshot-dir", store.Dir(snap.id()),
+                                "--uid", std::to_string(t.uid()), "--gid", std::to_string(t.gid()),
                                 "--log", log};
   auto started = LaunchKeeper(argv, {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
                               kRestoreTimeout);
@@ -641,8 +703,8 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request) {
   return Info(t);
 }
 
-StatusOr<api::JobInfo> JobManager::Kill(const std::string& ref) {
-  auto found = Find(ref);
+StatusOr<api::JobInfo> JobManager::Kill(const std::string& ref, const Caller& caller) {
+  auto found = Find(ref, caller);
   if (!found.ok()) return found.status();
   Job& job = **found;
   std::lock_guard op(job.op);
@@ -662,8 +724,8 @@ StatusOr<api::JobInfo> JobManager::Kill(const std::string& ref) {
   return Info(Snapshot(job));
 }
 
-Status JobManager::Remove(const api::RemoveRequest& request) {
-  auto found = Find(request.job());
+Status JobManager::Remove(const api::RemoveRequest& request, const Caller& caller) {
+  auto found = Find(request.job(), caller);
   if (!found.ok()) return found.status();
   Job& job = **found;
   {
@@ -675,7 +737,7 @@ Status JobManager::Remove(const api::RemoveRequest& request) {
         return Status(Code::kFailedPrecondition,
                       "job " + JobLabel(r) + " is " + StateName(r.state()) + ": kill it first, or use --force");
       op.unlock();
-      auto killed = Kill(r.id());
+      auto killed = Kill(r.id(), caller);
       if (!killed.ok()) return killed.status();
       op.lock();
     }

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "daemon/caller.h"
 #include "daemon/api.pb.h"
 #include "daemon/records.pb.h"
 #include "snapshot/snapshot_store.h"
@@ -32,16 +33,18 @@ class JobManager {
   // Notices jobs whose processes ended. Called periodically.
   void Poll();
 
-  StatusOr<api::JobInfo> Run(const api::RunRequest& request);
-  StatusOr<api::JobInfo> Attach(const api::AttachRequest& request);
-  StatusOr<api::JobList> List();
-  StatusOr<api::JobInfo> GetStatus(const std::string& ref);
-  StatusOr<api::SnapshotInfo> Checkpoint(const std::string& ref);
-  StatusOr<api::SnapshotList> Snapshots(const std::string& ref);
-  StatusOr<api::JobInfo> Restore(const api::RestoreRequest& request);
-  StatusOr<api::JobInfo> Kill(const std::string& ref);
-  Status Remove(const api::RemoveRequest& request);
-  StatusOr<api::JobInfo> SetPolicy(const api::PolicyRequest& request);
+  // Every operation acts for `caller`: a job of another user is "permission denied"
+  // unless the caller is root.
+  StatusOr<api::JobInfo> Run(const api::RunRequest& request, const Caller& caller);
+  StatusOr<api::JobInfo> Attach(const api::AttachRequest& request, const Caller& caller);
+  StatusOr<api::JobList> List(const Caller& caller);
+  StatusOr<api::JobInfo> GetStatus(const std::string& ref, const Caller& caller);
+  StatusOr<api::SnapshotInfo> Checkpoint(const std::string& ref, const Caller& caller);
+  StatusOr<api::SnapshotList> Snapshots(const std::string& ref, const Caller& caller);
+  StatusOr<api::JobInfo> Restore(const api::RestoreRequest& request, const Caller& caller);
+  StatusOr<api::JobInfo> Kill(const std::string& ref, const Caller& caller);
+  Status Remove(const api::RemoveRequest& request, const Caller& caller);
+  StatusOr<api::JobInfo> SetPolicy(const api::PolicyRequest& request, const Caller& caller);
 
   // Waits for periodic snapshots in progress.
   void Drain();
@@ -56,7 +59,7 @@ class JobManager {
   bool PeriodicSnapshotDue(const records::JobRecord& record) const;
   std::string JobDir(const std::string& id) const;
   snapshot::SnapshotStore Store(const std::string& id) const;
-  StatusOr<std::shared_ptr<Job>> Find(const std::string& ref);
+  StatusOr<std::shared_ptr<Job>> Find(const std::string& ref, const Caller& caller);
   // Persists `record` and publishes it in the registry.
   Status Save(Job& job, const records::JobRecord& record);
   records::JobRecord Snapshot(const Job& job);
@@ -65,7 +68,7 @@ class JobManager {
   bool Alive(const records::JobRecord& record) const;
   api::JobInfo Info(const records::JobRecord& record) const;
   std::string NewJobId();
-  Status CheckNameFree(const std::string& name);
+  Status CheckNameFree(const std::string& name, uid_t owner);
   StatusOr<std::shared_ptr<Job>> CreateJob(records::JobRecord record);
   void Forget(const std::string& id);
 

@@ -33,6 +33,8 @@ namespace {
 struct Args {
   std::string mode, job_dir, init, cwd, snapshot_dir, log = "restore.log";
   uint32_t incarnation = 1;
+  uid_t uid = 0;  // the job's owner: the job runs with its uid and gid, never as root for a user
+  gid_t gid = 0;
   std::vector<std::string> command;
 };
 
@@ -70,6 +72,8 @@ Args Parse(int argc, char** argv) {
     else if (a == "--cwd") args.cwd = next();
     else if (a == "--snapshot-dir") args.snapshot_dir = next();
     else if (a == "--log") args.log = next();
+    else if (a == "--uid") args.uid = static_cast<uid_t>(std::stoul(next()));
+    else if (a == "--gid") args.gid = static_cast<gid_t>(std::stoul(next()));
     else if (a == "--incarnation") args.incarnation = static_cast<uint32_t>(std::stoul(next()));
     else Fail("lazarus-keeper: unknown argument " + a);
   }
@@ -77,11 +81,12 @@ Args Parse(int argc, char** argv) {
   return args;
 }
 
-UniqueFd OpenOutput(const std::string& path) {
+UniqueFd OpenOutput(const std::string& path, uid_t uid, gid_t gid) {
   // O_APPEND: CRIU does not check the size of append-only files, so output written
   // after a snapshot never blocks its restore.
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640));
   if (!fd) Fail("open " + path + ": " + std::strerror(errno));
+  if (::fchown(fd.get(), uid, gid) != 0) Fail("chown " + path + ": " + std::strerror(errno));
   return fd;
 }
 
@@ -94,13 +99,15 @@ void ReportStarted(pid_t root) {
 
 pid_t StartJob(const Args& args) {
   if (args.command.empty()) Fail("no command to run");
-  UniqueFd out = OpenOutput(args.job_dir + "/" + kStdoutFile);
-  UniqueFd err = OpenOutput(args.job_dir + "/" + kStderrFile);
+  UniqueFd out = OpenOutput(args.job_dir + "/" + kStdoutFile, args.uid, args.gid);
+  UniqueFd err = OpenOutput(args.job_dir + "/" + kStderrFile, args.uid, args.gid);
   UniqueFd in(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   // Every job in a PID namespace of its own: its PIDs never clash with the host's on
   // restore, and one snapshot can be restored twice at once.
   if (::unshare(CLONE_NEWPID) != 0) Fail(std::string("unshare(CLONE_NEWPID): ") + std::strerror(errno));
-  std::vector<std::string> argv{args.init, "--"};
+  std::vector<std::string> argv{args.init, "--uid", std::to_string(args.uid), "--gid", std::to_string(args.gid)};
+  if (!args.cwd.empty()) argv.insert(argv.end(), {"--cwd", args.cwd});
+  argv.push_back("--");
   argv.insert(argv.end(), args.command.begin(), args.command.end());
   std::vector<char*> c_argv;
   for (auto& s : argv) c_argv.push_back(s.data());
@@ -112,10 +119,6 @@ pid_t StartJob(const Args& args) {
     ::dup2(out.get(), 1);
     ::dup2(err.get(), 2);
     ::close_range(3, ~0U, 0);
-    if (!args.cwd.empty() && ::chdir(args.cwd.c_str()) != 0) {
-      std::fprintf(stderr, "lazarus: cannot enter %s: %s\n", args.cwd.c_str(), std::strerror(errno));
-      ::_exit(126);
-    }
     ::execv(c_argv[0], c_argv.data());
     std::fprintf(stderr, "lazarus: cannot run %s: %s\n", c_argv[0], std::strerror(errno));
     ::_exit(127);
@@ -135,6 +138,8 @@ pid_t RestoreJob(const Args& args) {
   // The job's stdout and stderr at dump time go to this job's files (a clone writes its own).
   std::map<std::string, std::string> redirect;
   const std::string own[] = {args.job_dir + "/" + kStdoutFile, args.job_dir + "/" + kStderrFile};
+  if (record.stdio_paths_size() > 0)
+    for (const auto& path : own) (void)OpenOutput(path, args.uid, args.gid);  // created with its owner
   for (int i = 0; i < record.stdio_paths_size() && i < 2; ++i) redirect[record.stdio_paths(i)] = own[i];
   auto files = snapshot::ReopenForRestore(record.open_files(), redirect);
   if (!files.ok()) Fail(files.status().message());
