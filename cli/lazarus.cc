@@ -158,6 +158,9 @@ void PrintJob(const api::JobInfo& job) {
             << ", keep last " << job.policy().keep_last()
             << (job.policy().keep_every_s() ? " + one per " + std::to_string(job.policy().keep_every_s()) + " s" : "")
             << "\n";
+  std::cout << "effect log:    "
+            << (job.durability().empty() ? std::string("none") : job.durability() + " durability")
+            << (job.durability().empty() ? "" : job.shim() ? ", shim preloaded" : ", no shim") << "\n";
   if (job.attached()) std::cout << "attached:      yes (snapshots only; a restore needs its PIDs free)\n";
   if (!job.restored_from().empty()) std::cout << "restored from: " << job.restored_from() << "\n";
   if (!job.exit_status().empty()) std::cout << "exit status:   " << job.exit_status() << "\n";
@@ -173,7 +176,7 @@ std::map<std::string, Command> Commands() {
     p.add("job", 1);
   };
 
-  commands["run"] = {"run [--name NAME] [--interval S] [--keep N] [--keep-every S] [--json] -- CMD ARGS...",
+  commands["run"] = {"run [--name NAME] [--interval S] [--keep N] [--keep-every S] [--durability MODE] [--no-shim] [--json] -- CMD ARGS...",
                      "Starts CMD as a new job, in its own PID namespace, and prints its id.", nullptr};
   commands["run"].run = [&cmd = commands["run"]](const std::vector<std::string>& all) {
     auto dash = std::find(all.begin(), all.end(), "--");
@@ -184,6 +187,14 @@ std::map<std::string, Command> Commands() {
     po::options_description o("Options");
     o.add_options()("name", po::value(&name), "a name to refer to the job by")("json", po::bool_switch(&json), "print JSON");
     AddPolicyOptions(o);
+    std::string durability;
+    uint32_t group_ms = 0;
+    bool no_shim = false;
+    o.add_options()("durability", po::value(&durability),
+                    "when an effect counts as recorded: process (default: survives a crash of the job and the "
+                    "daemon), group (on disk within --group-ms), sync (on disk before the effect returns)")(
+        "group-ms", po::value(&group_ms), "group mode: fdatasync at least every N ms (default 5)")(
+        "no-shim", po::bool_switch(&no_shim), "do not preload liblazarus-preload.so into the job");
     // Without "--", the first bare word starts the command.
     po::positional_options_description p;
     p.add("command", -1);
@@ -197,6 +208,9 @@ std::map<std::string, Command> Commands() {
     api::Request request;
     auto* run = request.mutable_run();
     run->set_name(name);
+    run->set_durability(durability);
+    run->set_group_interval_ms(group_ms);
+    run->set_no_shim(no_shim);
     if (vm.count("interval")) run->mutable_policy()->set_interval_s(vm["interval"].as<uint32_t>());
     if (vm.count("keep")) run->mutable_policy()->set_keep_last(CheckKeep(vm["keep"].as<uint32_t>()));
     if (vm.count("keep-every")) run->mutable_policy()->set_keep_every_s(vm["keep-every"].as<uint32_t>());
@@ -364,6 +378,45 @@ std::map<std::string, Command> Commands() {
     auto resp = Call(request);
     if (json) PrintJson(resp.job());
     else PrintJob(resp.job());
+    return 0;
+  };
+
+  commands["log"] = {"log JOB [--from SEQ] [--limit N] [--json]",
+                     "Prints a job's effect log: what a restore will replay (kind, channel, sequence, sizes,\n"
+                     "state: done, in doubt, or a marker of the daemon) and how the log ends.",
+                     nullptr};
+  commands["log"].run = [&cmd = commands["log"], job_arg](const std::vector<std::string>& args) {
+    std::string job;
+    uint64_t from = 0;
+    uint32_t limit = 0;
+    bool json = false;
+    po::options_description o("Options");
+    po::positional_options_description p;
+    job_arg(o, p, job);
+    o.add_options()("from", po::value(&from), "only records with sequence number >= SEQ")(
+        "limit", po::value(&limit), "at most N records")("json", po::bool_switch(&json), "print JSON");
+    ParseArgs("log", args, o, p, cmd);
+    api::Request request;
+    request.mutable_log()->set_job(job);
+    request.mutable_log()->set_from_sequence(from);
+    request.mutable_log()->set_limit(limit);
+    auto resp = Call(request);
+    if (json) {
+      PrintJson(resp.log());
+      return 0;
+    }
+    const auto& log = resp.log();
+    std::cout << std::left << std::setw(12) << "POSITION" << std::setw(19) << "TYPE" << std::setw(9) << "CHANNEL"
+              << std::setw(10) << "SEQUENCE" << std::setw(7) << "KIND" << std::setw(9) << "PAYLOAD" << "STATE\n";
+    for (const auto& r : log.records())
+      std::cout << std::setw(12) << r.position() << std::setw(19) << r.type() << std::setw(9)
+                << (r.state() == "marker" ? std::string("daemon") : std::to_string(r.channel())) << std::setw(10)
+                << r.sequence() << std::setw(7) << r.kind() << std::setw(9) << r.payload_size()
+                << (r.detail().empty() ? r.state() : r.state() + ": " + r.detail()) << "\n";
+    std::cout << "-- " << log.records_size() << " records, " << log.durability() << " durability, incarnation "
+              << log.incarnation() << ", log ends " << log.end() << " at " << log.end_position()
+              << (log.problem().empty() ? "" : " (" + log.problem() + ")")
+              << (log.abandoned() ? ", " + std::to_string(log.abandoned()) + " abandoned slots" : "") << "\n";
     return 0;
   };
 

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <random>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -20,6 +21,7 @@
 #include "common/record_file.h"
 #include "common/unique_fd.h"
 #include "daemon/keeper_launch.h"
+#include "effectlog/reader.h"
 #include "daemon/keeper_protocol.h"
 #include "snapshot/criu_client.h"
 #include "snapshot/open_files.h"
@@ -35,6 +37,7 @@ constexpr const char* kJobRecordFile = "job.rec";
 constexpr auto kRestoreTimeout = std::chrono::seconds(120);
 constexpr auto kRunTimeout = std::chrono::seconds(30);
 constexpr uint32_t kDefaultKeepLast = 3;
+constexpr const char* kShimLibrary = "liblazarus-preload.so";
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -132,6 +135,19 @@ bool OwnedBy(pid_t pid, const Caller& caller) {
   return true;
 }
 
+// A copy of a job's effect log for a clone (plain files: control and segments).
+Status CopyLog(const std::string& from, const std::string& to) {
+  LAZARUS_RETURN_IF_ERROR(MakeDirs(to, 0700));
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(from, ec)) {
+    if (!entry.is_regular_file()) continue;
+    fs::copy_file(entry.path(), to + "/" + entry.path().filename().string(), fs::copy_options::overwrite_existing, ec);
+    if (ec) return Status(Code::kIo, "copy " + entry.path().string() + ": " + ec.message());
+  }
+  if (ec) return Status(Code::kIo, "read " + from + ": " + ec.message());
+  return FsyncTree(to);
+}
+
 std::string ReadCmdline(pid_t pid, std::vector<std::string>* argv) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
   std::string arg;
@@ -144,6 +160,7 @@ std::string ReadCmdline(pid_t pid, std::vector<std::string>* argv) {
 JobManager::JobManager(DaemonConfig config) : config_(std::move(config)) {}
 
 std::string JobManager::JobDir(const std::string& id) const { return config_.state_dir + "/jobs/" + id; }
+std::string JobManager::LogDir(const std::string& id) const { return JobDir(id) + "/log"; }
 
 snapshot::SnapshotStore JobManager::Store(const std::string& id) const {
   return snapshot::SnapshotStore(JobDir(id) + "/snapshots");
@@ -168,6 +185,14 @@ Status JobManager::Load() {
       continue;
     }
     Store(id).RemoveStaging();
+    if (!job->record.durability().empty()) {
+      auto log = JobLog::Open(LogDir(id));
+      if (log.ok()) {
+        job->log = std::move(*log);
+        job->snapshot_requests_seen = job->log->control().snapshot_requests();
+      }
+      else spdlog::error("job {}: {}", id, log.status().message());
+    }
     jobs_[id] = job;
     JobRecord r = job->record;
     // An operation the previous daemon did not finish: judge by what still runs.
@@ -177,6 +202,7 @@ Status JobManager::Load() {
       (void)Save(*job, r);
     }
     Refresh(*job);
+    if (job->log && job->record.state() == records::RUNNING) job->log->StartKeeping();
     spdlog::info("job {}: {}{}", JobLabel(job->record), StateName(job->record.state()),
                  job->record.state() == records::RUNNING ? " (re-adopted, pid " + std::to_string(job->record.root().pid()) + ")" : "");
   }
@@ -223,6 +249,7 @@ void JobManager::Refresh(Job& job) {
   r.set_exit_status(r.kill_requested() ? "killed by lazarus kill" : exit_status);
   r.set_state(r.kill_requested() || clean_exit ? records::EXITED : records::CRASHED);
   spdlog::info("job {}: {} ({})", JobLabel(r), StateName(r.state()), exit_status);
+  if (job.log) job.log->StopKeeping();
   Status st = Save(job, r);
   if (!st.ok()) spdlog::error("job {}: {}", r.id(), st.message());
 }
@@ -238,15 +265,18 @@ void JobManager::Poll() {
     std::unique_lock op(job->op, std::try_to_lock);
     if (!op.owns_lock()) continue;
     Refresh(*job);
-    if (PeriodicSnapshotDue(Snapshot(*job))) {
+    if (SnapshotDue(*job)) {
       // Off the polling thread: a dump takes as long as the job is large. The job's own
       // lock makes it one snapshot at a time per job.
       ++in_flight_;
       op.unlock();
       std::thread([this, job] {
         std::unique_lock op(job->op, std::try_to_lock);
-        if (op.owns_lock() && PeriodicSnapshotDue(Snapshot(*job))) {
+        if (op.owns_lock() && SnapshotDue(*job)) {
+          // A request from the job (liblazarus) is served by this snapshot too.
+          const uint64_t requests = job->log ? job->log->control().snapshot_requests() : 0;
           auto taken = CheckpointLocked(*job, /*periodic=*/true);
+          job->snapshot_requests_seen = requests;
           if (!taken.ok()) spdlog::warn("periodic snapshot: {}", taken.status().message());
         }
         --in_flight_;
@@ -255,8 +285,11 @@ void JobManager::Poll() {
   }
 }
 
-bool JobManager::PeriodicSnapshotDue(const JobRecord& r) const {
-  if (r.state() != records::RUNNING || r.snapshot_interval_s() == 0) return false;
+bool JobManager::SnapshotDue(Job& job) {
+  const JobRecord r = Snapshot(job);
+  if (r.state() != records::RUNNING) return false;
+  if (job.log && job.log->control().snapshot_requests() > job.snapshot_requests_seen) return true;
+  if (r.snapshot_interval_s() == 0) return false;
   const int64_t last = std::max(r.last_periodic_ms(), r.started_unix_ms());
   return NowMs() - last >= int64_t{r.snapshot_interval_s()} * 1000;
 }
@@ -323,6 +356,8 @@ api::JobInfo JobManager::Info(const JobRecord& r) const {
   info.set_incarnation(r.incarnation());
   info.set_restored_from(r.restored_from());
   CopyPolicy(r, info.mutable_policy());
+  info.set_durability(r.durability());
+  info.set_shim(r.shim());
   return info;
 }
 
@@ -402,6 +437,20 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request, const Cal
   const auto& policy = request.policy();
   LAZARUS_RETURN_IF_ERROR(ValidatePolicy(policy.interval_s(), policy.keep_last(), policy.keep_every_s()));
   LAZARUS_RETURN_IF_ERROR(CheckNameFree(request.name(), caller.uid));
+  effectlog::LogOptions log_options;
+  if (!request.durability().empty()) {
+    auto mode = effectlog::ParseDurabilityMode(request.durability());
+    if (!mode) return Status(Code::kInvalidArgument, "unknown durability '" + request.durability() + "': process, group or sync");
+    log_options.durability = *mode;
+  }
+  if (request.group_interval_ms() != 0) {
+    if (log_options.durability != effectlog::DurabilityMode::kGroup)
+      return Status(Code::kInvalidArgument, "--group-ms only goes with --durability group");
+    if (request.group_interval_ms() > 10000) return Status(Code::kInvalidArgument, "--group-ms above 10000");
+    log_options.group_interval_ms = request.group_interval_ms();
+  }
+  const std::string shim = config_.bin_dir + "/" + kShimLibrary;
+  const bool use_shim = !request.no_shim() && ::access(shim.c_str(), R_OK) == 0;
 
   JobRecord r;
   r.set_id(NewJobId());
@@ -417,9 +466,18 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request, const Cal
   r.set_snapshot_interval_s(policy.interval_s());
   r.set_keep_last(policy.keep_last());
   r.set_keep_every_s(policy.keep_every_s());
+  r.set_durability(effectlog::DurabilityModeName(log_options.durability));
+  r.set_group_interval_ms(log_options.group_interval_ms);
+  r.set_shim(use_shim);
   auto job = CreateJob(r);
   if (!job.ok()) return job.status();
   std::lock_guard op((*job)->op);
+  auto log = JobLog::Create(LogDir(r.id()), log_options);
+  if (!log.ok()) {
+    Forget(r.id());
+    return log.status();
+  }
+  (*job)->log = std::move(*log);
 
   std::vector<std::string> argv{config_.bin_dir + "/lazarus-keeper", "run", "--job-dir", JobDir(r.id()),
                                 "--incarnation", "1", "--init", config_.bin_dir + "/lazarus-init",
@@ -427,7 +485,14 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request, const Cal
                                 "--cwd", request.cwd(), "--"};
   argv.push_back(*resolved);
   argv.insert(argv.end(), request.argv().begin() + 1, request.argv().end());
-  std::vector<std::string> env(request.env().begin(), request.env().end());
+  // What the client library needs to find its log and the daemon (client-lib/README.md).
+  std::vector<std::string> env;
+  for (const auto& e : request.env())
+    if (e.rfind("LAZARUS_", 0) != 0 && !(use_shim && e.rfind("LD_PRELOAD=", 0) == 0)) env.push_back(e);
+  env.push_back("LAZARUS_JOB=" + r.id());
+  env.push_back("LAZARUS_LOG=" + LogDir(r.id()));
+  env.push_back("LAZARUS_SOCKET=" + config_.socket_path);
+  if (use_shim) env.push_back("LD_PRELOAD=" + shim);
   auto started = LaunchKeeper(argv, env, kRunTimeout);
   if (!started.ok()) {
     Forget(r.id());
@@ -438,7 +503,9 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request, const Cal
   r.set_started_unix_ms(NowMs());
   r.set_state(records::RUNNING);
   LAZARUS_RETURN_IF_ERROR(Save(**job, r));
-  spdlog::info("job {}: running {} (pid {})", JobLabel(r), request.argv(0), r.root().pid());
+  (*job)->log->StartKeeping();
+  spdlog::info("job {}: running {} (pid {}, {} log{})", JobLabel(r), request.argv(0), r.root().pid(), r.durability(),
+               use_shim ? ", shim" : "");
   return Info(r);
 }
 
@@ -564,8 +631,13 @@ StatusOr<api::SnapshotInfo> JobManager::CheckpointLocked(Job& job, bool periodic
   options.shell_job = snap.shell_job();
   options.notify = [&](const std::string& script, pid_t) {
     // The tree is still frozen: file offsets now are those of the image.
-    if (script == "post-dump")
-      for (auto& f : snapshot::CollectOpenRegularFiles(r.root().pid())) *snap.add_open_files() = std::move(f);
+    if (script != "post-dump") return Status::Ok();
+    for (auto& f : snapshot::CollectOpenRegularFiles(r.root().pid())) *snap.add_open_files() = std::move(f);
+    if (job.log) {
+      auto position = job.log->FreezePosition(ProcessTree(r.root().pid()));
+      if (!position.ok()) return position.status();
+      snap.set_effectlog_position(position->Packed());
+    }
     return Status::Ok();
   };
   auto t0 = std::chrono::steady_clock::now();
@@ -584,6 +656,10 @@ StatusOr<api::SnapshotInfo> JobManager::CheckpointLocked(Job& job, bool periodic
   if (!committed.ok()) {
     store.Discard(*staged);
     return finish(committed.Context("commit snapshot " + std::to_string(id)));
+  }
+  if (job.log) {
+    Status marked = job.log->MarkSnapshot(id, r.incarnation(), effectlog::LogPosition::Unpack(snap.effectlog_position()));
+    if (!marked.ok()) spdlog::warn("job {}: {}", JobLabel(r), marked.message());
   }
   LAZARUS_RETURN_IF_ERROR(finish(Status::Ok()));
   spdlog::info("job {}: snapshot {} taken in {} ms", JobLabel(r), id, snap.dump_ms());
@@ -655,6 +731,9 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request, c
     c.set_gid(src.gid());
     c.set_incarnation(0);
     c.set_next_snapshot_id(1);
+    c.set_durability(src.durability());
+    c.set_group_interval_ms(src.group_interval_ms());
+    c.set_shim(src.shim());
     c.set_restored_from(src.id() + "/" + std::to_string(snap.id()));
     c.set_state(records::RECOVERING);
     auto created = CreateJob(c);
@@ -662,18 +741,45 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request, c
     clone = *created;
     target = clone.get();
     t = c;
+    if (source.log) {
+      // The clone replays what the original did after the snapshot, from its own copy of
+      // the log; its mappings of the original's log files are pointed at the copies.
+      Status copied = CopyLog(LogDir(src.id()), LogDir(t.id()));
+      auto log = copied.ok() ? JobLog::Open(LogDir(t.id())) : StatusOr<std::unique_ptr<JobLog>>(copied);
+      if (!log.ok()) {
+        Forget(t.id());
+        return log.status().Context("copy the effect log for the clone");
+      }
+      target->log = std::move(*log);
+    }
   }
   const JobState before = t.state();
   t.set_state(records::RECOVERING);
   t.set_kill_requested(false);
   LAZARUS_RETURN_IF_ERROR(Save(*target, t));
 
-  const uint32_t incarnation = t.incarnation() + 1;
+  uint32_t incarnation = t.incarnation() + 1;
+  if (target->log) {
+    // The log is checked and its torn tail cut before anything replays from it.
+    auto began = target->log->BeginIncarnation(snap.id());
+    if (!began.ok()) {
+      Status error(began.status().code(), "restore of job " + JobLabel(src) + " refused: " + began.status().message());
+      if (clone) Forget(t.id());
+      else {
+        t.set_state(before);
+        t.set_last_error(error.message());
+        (void)Save(*target, t);
+      }
+      return error;
+    }
+    incarnation = static_cast<uint32_t>(*began);
+  }
   const std::string log = "restore-" + t.id() + "-" + std::to_string(incarnation) + ".log";
   std::vector<std::string> argv{config_.bin_dir + "/lazarus-keeper", "restore", "--job-dir", JobDir(t.id()),
                                 "--incarnation", std::to_string(incarnation), "--snapshot-dir", store.Dir(snap.id()),
                                 "--uid", std::to_string(t.uid()), "--gid", std::to_string(t.gid()),
                                 "--log", log};
+  if (clone && target->log) argv.insert(argv.end(), {"--redirect-dir", LogDir(src.id()) + "=" + LogDir(t.id())});
   auto started = LaunchKeeper(argv, {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
                               kRestoreTimeout);
   if (!started.ok()) {
@@ -698,6 +804,7 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request, c
   t.set_last_error("");
   t.set_restored_from(src.id() + "/" + std::to_string(snap.id()));
   LAZARUS_RETURN_IF_ERROR(Save(*target, t));
+  if (target->log) target->log->StartKeeping();
   spdlog::info("job {}: restored from {}/{} (pid {}, incarnation {})", JobLabel(t), src.id(), snap.id(),
                t.root().pid(), incarnation);
   return Info(t);
@@ -745,6 +852,94 @@ Status JobManager::Remove(const api::RemoveRequest& request, const Caller& calle
   Forget(Snapshot(job).id());
   spdlog::info("job {}: removed", request.job());
   return Status::Ok();
+}
+
+namespace {
+
+std::string TypeName(uint16_t type) {
+  switch (static_cast<effectlog::RecordType>(type)) {
+    case effectlog::RecordType::kIntent: return "intent";
+    case effectlog::RecordType::kResult: return "result";
+    case effectlog::RecordType::kSnapshotAt: return "snapshot-at";
+    case effectlog::RecordType::kIncarnationBegan: return "incarnation-began";
+  }
+  return "unknown-" + std::to_string(type);
+}
+
+std::string PositionText(effectlog::LogPosition p) {
+  return std::to_string(p.segment) + ":" + std::to_string(p.offset);
+}
+
+std::string MarkerDetail(const effectlog::RecordView& rec) {
+  using effectlog::RecordType;
+  if (rec.type == static_cast<uint16_t>(RecordType::kSnapshotAt) &&
+      rec.payload_size == sizeof(effectlog::SnapshotAtPayload)) {
+    effectlog::SnapshotAtPayload p;
+    std::memcpy(&p, rec.payload, sizeof p);
+    return "snapshot " + std::to_string(p.snapshot_id) + " of incarnation " + std::to_string(p.incarnation) +
+           ", replay from " + PositionText(effectlog::LogPosition::Unpack(p.position));
+  }
+  if (rec.type == static_cast<uint16_t>(RecordType::kIncarnationBegan) &&
+      rec.payload_size == sizeof(effectlog::IncarnationPayload)) {
+    effectlog::IncarnationPayload p;
+    std::memcpy(&p, rec.payload, sizeof p);
+    return "incarnation " + std::to_string(p.incarnation) +
+           (p.restored_from_snapshot ? " from snapshot " + std::to_string(p.restored_from_snapshot) : "");
+  }
+  return "";
+}
+
+}  // namespace
+
+StatusOr<api::LogInfo> JobManager::Log(const api::LogRequest& request, const Caller& caller) {
+  auto found = Find(request.job(), caller);
+  if (!found.ok()) return found.status();
+  Job& job = **found;
+  const JobRecord r = Snapshot(job);
+  if (r.durability().empty()) return Status(Code::kFailedPrecondition, "job " + JobLabel(r) + " has no effect log");
+  // Writers may be appending while we read: a live reader stops at a pending slot.
+  effectlog::ReaderOptions options;
+  options.live = IsLive(r.state());
+  auto reader = effectlog::Reader::Open(LogDir(r.id()), options);
+  if (!reader.ok()) return reader.status().Context("read the effect log of job " + JobLabel(r));
+  api::LogInfo info;
+  info.set_job(r.id());
+  info.set_durability(r.durability());
+  std::vector<effectlog::RecordView> all;
+  std::set<std::pair<uint32_t, uint64_t>> results;
+  std::vector<std::string> details;
+  effectlog::RecordView rec;
+  while ((*reader)->Next(&rec)) {
+    if (rec.type == static_cast<uint16_t>(effectlog::RecordType::kResult)) results.insert({rec.channel, rec.sequence});
+    details.push_back(MarkerDetail(rec));
+    rec.payload = nullptr;  // valid only until the next call
+    all.push_back(rec);
+  }
+  for (size_t i = 0; i < all.size(); ++i) {
+    const auto& v = all[i];
+    if (v.sequence < request.from_sequence()) continue;
+    if (request.limit() && static_cast<uint32_t>(info.records_size()) >= request.limit()) break;
+    auto* out = info.add_records();
+    out->set_type(TypeName(v.type));
+    out->set_channel(v.channel);
+    out->set_sequence(v.sequence);
+    out->set_kind(v.kind);
+    out->set_payload_size(v.payload_size);
+    out->set_length(v.length);
+    out->set_position(PositionText(v.position));
+    out->set_detail(details[i]);
+    if (v.channel == effectlog::kDaemonChannel) out->set_state("marker");
+    else if (v.type == static_cast<uint16_t>(effectlog::RecordType::kIntent))
+      out->set_state(results.count({v.channel, v.sequence}) ? "done" : "in doubt");
+    else out->set_state("done");
+  }
+  const auto& end = (*reader)->end();
+  info.set_end(effectlog::EndKindName(end.kind));
+  info.set_end_position(PositionText(end.position));
+  info.set_problem(end.problem);
+  info.set_abandoned((*reader)->abandoned());
+  if (job.log) info.set_incarnation(job.log->control().incarnation());
+  return info;
 }
 
 }  // namespace lazarus

@@ -12,6 +12,7 @@
 
 #include "common/status.h"
 #include "daemon/caller.h"
+#include "daemon/job_log.h"
 #include "daemon/api.pb.h"
 #include "daemon/records.pb.h"
 #include "snapshot/snapshot_store.h"
@@ -20,7 +21,8 @@ namespace lazarus {
 
 struct DaemonConfig {
   std::string state_dir;  // holds jobs/ID/...
-  std::string bin_dir;    // where lazarus-keeper and lazarus-init are
+  std::string bin_dir;    // where lazarus-keeper, lazarus-init and liblazarus-preload.so are
+  std::string socket_path;  // told to jobs (LAZARUS_SOCKET)
 };
 
 class JobManager {
@@ -45,6 +47,7 @@ class JobManager {
   StatusOr<api::JobInfo> Kill(const std::string& ref, const Caller& caller);
   Status Remove(const api::RemoveRequest& request, const Caller& caller);
   StatusOr<api::JobInfo> SetPolicy(const api::PolicyRequest& request, const Caller& caller);
+  StatusOr<api::LogInfo> Log(const api::LogRequest& request, const Caller& caller);
 
   // Waits for periodic snapshots in progress.
   void Drain();
@@ -53,11 +56,15 @@ class JobManager {
   struct Job {
     std::mutex op;               // held for the whole of a long operation on this job
     records::JobRecord record;   // guarded by JobManager::mu_
+    std::unique_ptr<JobLog> log;  // guarded by op; none for attached jobs
+    uint64_t snapshot_requests_seen = 0;  // the job's requests (ControlBlock) already served
   };
 
   StatusOr<api::SnapshotInfo> CheckpointLocked(Job& job, bool periodic);
-  bool PeriodicSnapshotDue(const records::JobRecord& record) const;
+  // A periodic snapshot is due, or the job asked for one.
+  bool SnapshotDue(Job& job);
   std::string JobDir(const std::string& id) const;
+  std::string LogDir(const std::string& id) const;
   snapshot::SnapshotStore Store(const std::string& id) const;
   StatusOr<std::shared_ptr<Job>> Find(const std::string& ref, const Caller& caller);
   // Persists `record` and publishes it in the registry.

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 #include <map>
 #include <string>
@@ -32,6 +33,7 @@ namespace {
 
 struct Args {
   std::string mode, job_dir, init, cwd, snapshot_dir, log = "restore.log";
+  std::vector<std::pair<std::string, std::string>> redirect_dirs;  // FROM=TO: a clone's copies
   uint32_t incarnation = 1;
   uid_t uid = 0;  // the job's owner: the job runs with its uid and gid, never as root for a user
   gid_t gid = 0;
@@ -72,6 +74,12 @@ Args Parse(int argc, char** argv) {
     else if (a == "--cwd") args.cwd = next();
     else if (a == "--snapshot-dir") args.snapshot_dir = next();
     else if (a == "--log") args.log = next();
+    else if (a == "--redirect-dir") {
+      std::string v = next();
+      auto eq = v.find('=');
+      if (eq == std::string::npos) Fail("lazarus-keeper: --redirect-dir takes FROM=TO");
+      args.redirect_dirs.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+    }
     else if (a == "--uid") args.uid = static_cast<uid_t>(std::stoul(next()));
     else if (a == "--gid") args.gid = static_cast<gid_t>(std::stoul(next()));
     else if (a == "--incarnation") args.incarnation = static_cast<uint32_t>(std::stoul(next()));
@@ -143,6 +151,20 @@ pid_t RestoreJob(const Args& args) {
   for (int i = 0; i < record.stdio_paths_size() && i < 2; ++i) redirect[record.stdio_paths(i)] = own[i];
   auto files = snapshot::ReopenForRestore(record.open_files(), redirect);
   if (!files.ok()) Fail(files.status().message());
+
+  // Files of a directory the job used (its effect log) that a clone has copies of: CRIU
+  // opens, and maps, the copies in their place.
+  std::vector<UniqueFd> copies;
+  for (const auto& [from, to] : args.redirect_dirs) {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(to, ec)) {
+      if (!entry.is_regular_file()) continue;
+      UniqueFd fd(::open(entry.path().c_str(), O_RDWR | O_CLOEXEC));
+      if (!fd) Fail("open " + entry.path().string() + ": " + std::strerror(errno));
+      (*files).push_back({(from + "/" + entry.path().filename().string()).substr(1), std::move(fd)});
+    }
+    if (ec) Fail("read " + to + ": " + ec.message());
+  }
 
   snapshot::RestoreOptions options;
   options.images_dir_fd = images.get();

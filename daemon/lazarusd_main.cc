@@ -81,6 +81,7 @@ int Main(int argc, char** argv) {
   if (::geteuid() != 0) Die("must run as root (CRIU needs it)");
 
   state_dir = std::filesystem::absolute(state_dir).lexically_normal().string();
+  socket_path = std::filesystem::absolute(socket_path).lexically_normal().string();
   if (Status st = MakeDirs(state_dir, 0700); !st.ok()) Die("cannot use state directory " + state_dir + ": " + st.message());
   UniqueFd lock = LockStateDir(state_dir);
 
@@ -93,7 +94,7 @@ int Main(int argc, char** argv) {
   spdlog::flush_on(spdlog::level::info);
 
   boost::asio::io_context io;
-  JobManager jobs({state_dir, BinDir()});
+  JobManager jobs({state_dir, BinDir(), socket_path});
   ApiServer server(io, jobs);
   if (Status st = server.Listen(socket_path); !st.ok()) Die(st.message());
   if (Status st = jobs.Load(); !st.ok()) {

@@ -16,5 +16,8 @@ echo "== integration tests (real CRIU, real processes)"
 bash scripts/build.sh "$root/build" -DLAZARUS_BUILD_TESTS=ON
 ctest --test-dir "$root/build" -L integration --output-on-failure --timeout 600
 
+echo "== fuzzing (bounded)"
+bash scripts/fuzz.sh "${LAZARUS_FUZZ_SECONDS:-60}"
+
 echo "== benchmark smoke run (figures: scripts/bench.sh)"
 "$root/build/bin/lazarus-bench-checkpoint" --quick
