@@ -8,6 +8,9 @@ CRIU_MIN=4.2
 CRIU_SUITE=forky
 CRIU_PREFIX=/usr/local
 CACHE=/var/cache/lazarus
+PATCHES=$(cd "$(dirname "$0")" && pwd)/criu-patches
+# What the installed CRIU was built from: the tarball and our patches. A change rebuilds it.
+STAMP=$CRIU_PREFIX/share/lazarus/criu-build.stamp
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -15,7 +18,7 @@ die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "must run as root (it installs Debian packages and CRIU)"
 
 PACKAGES=(
-  build-essential cmake pkgconf git curl ca-certificates xz-utils
+  build-essential cmake pkgconf git curl ca-certificates xz-utils patch
   clang libclang-rt-14-dev
   protobuf-compiler libprotobuf-dev
   libboost-dev libboost-program-options-dev
@@ -87,6 +90,12 @@ build_criu() {
   fi
   rm -rf "$work/src" && mkdir -p "$work/src"
   tar -xf "$work/$name" -C "$work/src" --strip-components=1
+  # Our patches to CRIU (each says why in its header).
+  for p in "$PATCHES"/*.patch; do
+    [ -e "$p" ] || continue
+    log "applying $(basename "$p")"
+    patch -d "$work/src" -p1 --quiet < "$p" || die "patch $(basename "$p") does not apply to $name"
+  done
   log "building CRIU from $name"
   make -C "$work/src" -j"$(nproc)" criu lib >"$work/build.log" 2>&1 \
     || { tail -n 30 "$work/build.log" >&2; die "CRIU build failed (log: $work/build.log)"; }
@@ -96,10 +105,17 @@ build_criu() {
   ldconfig
   # rpc.proto is the contract we compile against; keep it where the build finds it.
   install -D -m 0644 "$work/src/images/rpc.proto" "$CRIU_PREFIX/include/criu/rpc.proto"
+  mkdir -p "$(dirname "$STAMP")"
+  build_id > "$STAMP"
   hash -r
 }
 
-if ! criu_version_ok || [ ! -f "$CRIU_PREFIX/include/criu/rpc.proto" ]; then
+build_id() {
+  { echo "criu-$CRIU_SUITE"; cat "$PATCHES"/*.patch 2>/dev/null; } | sha256sum | cut -d' ' -f1
+}
+
+if ! criu_version_ok || [ ! -f "$CRIU_PREFIX/include/criu/rpc.proto" ] \
+   || [ "$(cat "$STAMP" 2>/dev/null)" != "$(build_id)" ]; then
   build_criu
 fi
 criu_version_ok || die "criu >= $CRIU_MIN is not on PATH after the build ($(command -v criu || echo none))"
