@@ -15,6 +15,7 @@
 
 #include "common/fs_util.h"
 #include "common/unique_fd.h"
+#include "daemon/request_check.h"
 #include "daemon/wire.h"
 
 namespace lazarus {
@@ -108,6 +109,7 @@ void ApiServer::Serve(boost::asio::local::stream_protocol::socket socket) {
   api::Request request;
   Status st = wire::ReadMessage(fd, &request);
   if (st.code() == Code::kNotFound) return;  // connected and left without a request
+  if (st.ok()) st = CheckRequest(request);
   api::Response response = st.ok() ? Handle(request, caller) : Error(st.Context("bad request"));
   if (!response.ok()) spdlog::info("request failed: {}", response.error());
   st = wire::WriteMessage(fd, response);
