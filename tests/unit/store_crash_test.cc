@@ -58,7 +58,7 @@ void ExpectStoreIsConsistent(const std::string& root, const std::string& out, co
     ASSERT_TRUE(m.ok()) << m.status().message();
     Status st = store->Materialize(*m, out);
     ASSERT_TRUE(st.ok()) << "snapshot " << id << ": " << st.message();
-    EXPECT_EQ(ReadImages(out), ImagesFor(id)) << "snapshot " << id;
+    EXPECT_EQ(DiffImages(ReadImages(out), ImagesFor(id)), "") << "snapshot " << id;
     (void)RemoveTree(out);
   }
   auto gc = store->CollectGarbage();

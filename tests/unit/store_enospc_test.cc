@@ -41,7 +41,7 @@ class StoreFull : public ::testing::Test {
     auto m = store_->Load("job", id);
     ASSERT_TRUE(m.ok()) << m.status().message();
     ASSERT_TRUE(store_->Materialize(*m, dir_ / "out").ok());
-    EXPECT_EQ(ReadImages(dir_ / "out"), images);
+    EXPECT_EQ(DiffImages(ReadImages(dir_ / "out"), images), "");
     (void)RemoveTree(dir_ / "out");
   }
 

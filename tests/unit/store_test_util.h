@@ -58,6 +58,21 @@ inline void WriteImages(const std::string& dir, const Images& images) {
     if (!WriteFileAtomic(dir + "/" + name, content, 0600).ok()) std::abort();
 }
 
+// "" when equal, else what differs first (without dumping megabytes of bytes on failure).
+inline std::string DiffImages(const Images& got, const Images& want) {
+  for (const auto& [name, content] : want) {
+    auto it = got.find(name);
+    if (it == got.end()) return name + " is missing";
+    if (it->second.size() != content.size())
+      return name + " has " + std::to_string(it->second.size()) + " bytes, want " + std::to_string(content.size());
+    for (size_t i = 0; i < content.size(); ++i)
+      if (it->second[i] != content[i]) return name + " differs at byte " + std::to_string(i);
+  }
+  for (const auto& [name, content] : got)
+    if (!want.count(name)) return name + " is extra";
+  return "";
+}
+
 inline Images ReadImages(const std::string& dir) {
   Images out;
   DIR* d = ::opendir(dir.c_str());

@@ -179,7 +179,7 @@ TEST_F(StoreVerify, QuarantinedChunkIsWrittenAgainByTheNextIngest) {
   ASSERT_TRUE(IngestAndCommit(*store_, dir_ / "in", "job", 3, &*base).ok());
   auto m3 = store_->Load("job", 3);
   ASSERT_TRUE(store_->Materialize(*m3, dir_ / "out").ok());
-  EXPECT_EQ(ReadImages(dir_ / "out"), images_);
+  EXPECT_EQ(DiffImages(ReadImages(dir_ / "out"), images_), "");
   auto again = store_->Verify();
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->bad_chunks.empty()) << again->bad_chunks.size();
