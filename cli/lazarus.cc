@@ -292,11 +292,11 @@ std::map<std::string, Command> Commands() {
       PrintJson(resp.snapshots());
       return 0;
     }
-    std::cout << std::left << std::setw(6) << "ID" << std::setw(22) << "CREATED" << std::setw(12) << "SIZE"
-              << "DUMP\n";
+    std::cout << std::left << std::setw(6) << "ID" << std::setw(22) << "CREATED" << std::setw(13) << "IMAGES"
+              << "STORED (new)\n";
     for (const auto& s : resp.snapshots().snapshots())
-      std::cout << std::setw(6) << s.id() << std::setw(22) << FormatTime(s.created_unix_ms()) << std::setw(12)
-                << FormatBytes(s.size_bytes()) << s.dump_ms() << " ms\n";
+      std::cout << std::setw(6) << s.id() << std::setw(22) << FormatTime(s.created_unix_ms()) << std::setw(13)
+                << FormatBytes(s.size_bytes()) << FormatBytes(s.stored_bytes()) << "\n";
     return 0;
   };
 
@@ -324,6 +324,7 @@ std::map<std::string, Command> Commands() {
     r->set_clone(clone);
     r->set_name(name);
     auto resp = Call(request);
+    if (!resp.job().warning().empty()) std::cerr << "lazarus: warning: " << resp.job().warning() << "\n";
     if (json) PrintJson(resp.job());
     else std::cout << resp.job().id() << "\n";
     return 0;
@@ -418,6 +419,46 @@ std::map<std::string, Command> Commands() {
               << (log.problem().empty() ? "" : " (" + log.problem() + ")")
               << (log.abandoned() ? ", " + std::to_string(log.abandoned()) + " abandoned slots" : "") << "\n";
     return 0;
+  };
+
+  commands["verify"] = {"verify JOB | verify --all [--json]",
+                        "Re-reads every chunk of a job's snapshots (or of all jobs) and checks it against its hash.\n"
+                        "Names every bad chunk and the snapshots that need it; exits 1 when something is damaged.",
+                        nullptr};
+  commands["verify"].run = [&cmd = commands["verify"]](const std::vector<std::string>& args) {
+    std::string job;
+    bool all = false, json = false;
+    po::options_description o("Options");
+    po::positional_options_description p;
+    o.add_options()("job", po::value(&job), "job id or name")("all", po::bool_switch(&all), "every job")(
+        "json", po::bool_switch(&json), "print JSON");
+    p.add("job", 1);
+    ParseArgs("verify", args, o, p, cmd);
+    if (all == !job.empty()) throw UsageError("give a job or --all");
+    api::Request request;
+    request.mutable_verify()->set_job(job);
+    request.mutable_verify()->set_all(all);
+    auto resp = Call(request);
+    const auto& v = resp.verify();
+    if (json) {
+      PrintJson(v);
+    } else {
+      for (const auto& b : v.bad_chunks()) {
+        std::string needed;
+        for (const auto& n : b.needed_by()) needed += (needed.empty() ? "" : ", ") + n;
+        std::cout << "bad chunk " << b.id() << ": " << b.problem() << " (needed by " << needed << ")\n";
+      }
+      for (const auto& m : v.bad_manifests()) std::cout << "bad manifest " << m << "\n";
+      std::cout << (v.ok() ? "ok: " : "DAMAGED: ") << v.snapshots_checked() << " snapshots, " << v.chunks_checked()
+                << " chunks, " << FormatBytes(v.bytes_checked()) << " checked";
+      if (!v.ok()) {
+        std::string damaged;
+        for (const auto& d : v.damaged_snapshots()) damaged += (damaged.empty() ? "" : ", ") + d;
+        std::cout << "; snapshots that cannot be restored: " << (damaged.empty() ? "-" : damaged);
+      }
+      std::cout << "\n";
+    }
+    return v.ok() ? 0 : 1;
   };
 
   commands["attach"] = {"attach PID [--name NAME] [--json]",

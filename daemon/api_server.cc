@@ -131,6 +131,7 @@ api::Response ApiServer::Handle(const api::Request& request, const Caller& calle
     case api::Request::kKill: return Reply(jobs_.Kill(request.kill().job(), caller), &R::mutable_job);
     case api::Request::kPolicy: return Reply(jobs_.SetPolicy(request.policy(), caller), &R::mutable_job);
     case api::Request::kLog: return Reply(jobs_.Log(request.log(), caller), &R::mutable_log);
+    case api::Request::kVerify: return Reply(jobs_.Verify(request.verify(), caller), &R::mutable_verify);
     case api::Request::kRm: {
       Status st = jobs_.Remove(request.rm(), caller);
       if (!st.ok()) return Error(st);

@@ -25,6 +25,7 @@
 #include "daemon/keeper_protocol.h"
 #include "snapshot/criu_client.h"
 #include "snapshot/open_files.h"
+#include "snapshot/retention.h"
 
 namespace lazarus {
 namespace fs = std::filesystem;
@@ -162,8 +163,8 @@ JobManager::JobManager(DaemonConfig config) : config_(std::move(config)) {}
 std::string JobManager::JobDir(const std::string& id) const { return config_.state_dir + "/jobs/" + id; }
 std::string JobManager::LogDir(const std::string& id) const { return JobDir(id) + "/log"; }
 
-snapshot::SnapshotStore JobManager::Store(const std::string& id) const {
-  return snapshot::SnapshotStore(JobDir(id) + "/snapshots");
+std::string JobManager::SnapshotLogDir(const std::string& id, uint32_t snapshot) const {
+  return JobDir(id) + "/snapshots/" + std::to_string(snapshot);
 }
 
 Status JobManager::Load() {
@@ -171,6 +172,12 @@ Status JobManager::Load() {
   LAZARUS_RETURN_IF_ERROR(MakeDirs(config_.state_dir + "/jobs", 0711));
   for (const auto& dir : {config_.state_dir, config_.state_dir + "/jobs"})
     if (::chmod(dir.c_str(), 0711) != 0) return ErrnoStatus("chmod " + dir);
+  auto opened = store::ChunkStore::Open(config_.state_dir + "/store");
+  if (!opened.ok()) return opened.status().Context("open the snapshot store");
+  store_.emplace(std::move(*opened));
+  // Staging areas of operations a previous daemon did not finish.
+  LAZARUS_RETURN_IF_ERROR(RemoveTree(config_.staging_dir));
+  LAZARUS_RETURN_IF_ERROR(MakeDirs(config_.staging_dir, 0700).Context("staging directory"));
   auto version = snapshot::CriuVersion();
   if (!version.ok()) return version.status().Context("ask " + snapshot::CriuBinary() + " for its version");
   criu_version_ = *version;
@@ -184,7 +191,6 @@ Status JobManager::Load() {
       spdlog::warn("ignoring job directory {}: {}", entry.path().string(), st.message());
       continue;
     }
-    Store(id).RemoveStaging();
     if (!job->record.durability().empty()) {
       auto log = JobLog::Open(LogDir(id));
       if (log.ok()) {
@@ -341,9 +347,9 @@ api::JobInfo JobManager::Info(const JobRecord& r) const {
   info.set_pid(live ? r.root().pid() : 0);
   info.set_keeper_pid(live ? r.keeper().pid() : 0);
   if (live && r.started_unix_ms() > 0) info.set_uptime_ms(NowMs() - r.started_unix_ms());
-  auto snapshots = Store(r.id()).List();
+  auto snapshots = store_->ListIds(r.id());
   info.set_snapshot_count(static_cast<uint32_t>(snapshots.size()));
-  if (!snapshots.empty()) info.set_latest_snapshot(snapshots.back().id());
+  if (!snapshots.empty()) info.set_latest_snapshot(snapshots.back());
   info.set_last_error(r.last_error());
   info.set_exit_status(r.exit_status());
   for (const auto& a : r.argv()) info.add_argv(a);
@@ -425,6 +431,11 @@ void JobManager::Forget(const std::string& id) {
   {
     std::lock_guard lock(mu_);
     jobs_.erase(id);
+  }
+  if (store_) {
+    if (Status st = store_->DeleteJob(id); !st.ok() && st.code() != Code::kNotFound) spdlog::error("{}", st.message());
+    auto gc = store_->CollectGarbage({.wait = false});
+    if (!gc.ok()) spdlog::info("GC after removing job {} postponed: {}", id, gc.status().message());
   }
   Status st = RemoveTree(JobDir(id));
   if (!st.ok()) spdlog::error("{}", st.message());
@@ -590,7 +601,6 @@ StatusOr<api::SnapshotInfo> JobManager::CheckpointLocked(Job& job, bool periodic
   r.set_state(records::SNAPSHOTTING);
   LAZARUS_RETURN_IF_ERROR(Save(job, r));
 
-  auto store = Store(r.id());
   auto finish = [&](const Status& error) -> Status {
     r.set_state(records::RUNNING);
     r.set_last_error(error.ok() ? "" : error.message());
@@ -599,14 +609,14 @@ StatusOr<api::SnapshotInfo> JobManager::CheckpointLocked(Job& job, bool periodic
     return error.ok() ? st : error;
   };
 
-  auto staged = store.Stage(id);
-  if (!staged.ok()) return finish(staged.status().Context("stage snapshot"));
-  UniqueFd images(::open(staged->images_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  UniqueFd work(::open(staged->dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!images || !work) {
-    store.Discard(*staged);
-    return finish(ErrnoStatus("open " + staged->dir));
-  }
+  // CRIU dumps into tmpfs; the store takes the images in after the job runs again.
+  auto staging = MakeStaging(r.id() + "-dump-" + std::to_string(id));
+  if (!staging.ok()) return finish(staging.status().Context("stage snapshot"));
+  const std::string images_dir = staging->path() + "/images";
+  if (Status st = MakeDirs(images_dir, 0700); !st.ok()) return finish(st);
+  UniqueFd images(::open(images_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  UniqueFd work(::open(staging->path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!images || !work) return finish(ErrnoStatus("open " + staging->path()));
 
   records::SnapshotRecord snap;
   snap.set_id(id);
@@ -644,52 +654,141 @@ StatusOr<api::SnapshotInfo> JobManager::CheckpointLocked(Job& job, bool periodic
   Status dumped = snapshot::CriuDump(options);
   snap.set_dump_ms(static_cast<uint32_t>(
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count()));
+  // CRIU's log stays with the snapshot (or beside the job when the dump failed).
+  const std::string logs = SnapshotLogDir(r.id(), id);
   if (!dumped.ok()) {
-    // Keep CRIU's log of the failed dump beside the job for diagnosis.
     std::error_code ec;
-    fs::copy_file(staged->dir + "/dump.log", JobDir(r.id()) + "/failed-dump-" + std::to_string(id) + ".log",
+    fs::copy_file(staging->path() + "/dump.log", JobDir(r.id()) + "/failed-dump-" + std::to_string(id) + ".log",
                   fs::copy_options::overwrite_existing, ec);
-    store.Discard(*staged);
     return finish(dumped.Context("checkpoint of job " + JobLabel(r)));
   }
-  Status committed = store.Commit(*staged, snap);
-  if (!committed.ok()) {
-    store.Discard(*staged);
-    return finish(committed.Context("commit snapshot " + std::to_string(id)));
+
+  // The job runs again: hashing, compression and writes happen now.
+  auto t1 = std::chrono::steady_clock::now();
+  store::IngestOptions ingest;
+  std::optional<store::Manifest> base;
+  if (auto ids = store_->ListIds(r.id()); !ids.empty()) {
+    auto latest = store_->Load(r.id(), ids.back());
+    if (latest.ok()) base = std::move(*latest);
+  }
+  if (base) ingest.base = &*base;
+  auto pending = store_->Ingest(images_dir, ingest);
+  if (!pending.ok()) return finish(pending.status().Context("snapshot " + std::to_string(id) + " of job " + JobLabel(r)));
+  snap.set_size_bytes(pending->stats().raw_bytes);
+  const uint64_t stored_bytes = pending->stats().new_stored_bytes;
+  auto& manifest = pending->manifest();
+  *manifest.mutable_record() = snap;
+  manifest.set_criu_version(criu_version_);
+  manifest.set_effectlog_position(snap.effectlog_position());
+  manifest.set_created_unix_ms(snap.created_unix_ms());
+  Status committed = store_->Commit(r.id(), id, std::move(*pending));
+  if (!committed.ok()) return finish(committed.Context("commit snapshot " + std::to_string(id) + " of job " + JobLabel(r)));
+  const auto ingest_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t1).count();
+  if (MakeDirs(logs, 0700).ok()) {
+    std::error_code ec;
+    fs::copy_file(staging->path() + "/dump.log", logs + "/dump.log", fs::copy_options::overwrite_existing, ec);
   }
   if (job.log) {
     Status marked = job.log->MarkSnapshot(id, r.incarnation(), effectlog::LogPosition::Unpack(snap.effectlog_position()));
     if (!marked.ok()) spdlog::warn("job {}: {}", JobLabel(r), marked.message());
   }
+  ApplyRetention(job, r);
   LAZARUS_RETURN_IF_ERROR(finish(Status::Ok()));
-  spdlog::info("job {}: snapshot {} taken in {} ms", JobLabel(r), id, snap.dump_ms());
+  spdlog::info("job {}: snapshot {} taken: dump {} ms, ingest {} ms, {} bytes of images, {} new bytes stored",
+               JobLabel(r), id, snap.dump_ms(), ingest_ms, snap.size_bytes(), stored_bytes);
   api::SnapshotInfo info;
-  auto stored = store.Get(id);
   info.set_job(r.id());
   info.set_id(id);
   info.set_created_unix_ms(snap.created_unix_ms());
-  info.set_size_bytes(stored.ok() ? stored->size_bytes() : 0);
+  info.set_size_bytes(snap.size_bytes());
+  info.set_stored_bytes(stored_bytes);
   info.set_dump_ms(snap.dump_ms());
-  info.set_path(store.Dir(id));
+  info.set_path(logs);
   return info;
+}
+
+void JobManager::ApplyRetention(Job& job, const JobRecord& r) {
+  store::RetentionPolicy policy;
+  policy.keep_last = r.keep_last() ? r.keep_last() : kDefaultKeepLast;
+  policy.keep_every_seconds = r.keep_every_s();
+  auto drop = store::SelectForDeletion(store_->List(r.id()), policy);
+  for (uint32_t id : drop) {
+    Status st = store_->Delete(r.id(), id);
+    if (!st.ok()) spdlog::warn("job {}: retention: {}", JobLabel(r), st.message());
+    (void)RemoveTree(SnapshotLogDir(r.id(), id));
+  }
+  if (drop.empty()) return;
+  // Chunks only the dropped snapshots used. Not now if another ingest holds the store:
+  // the next retention collects them.
+  auto gc = store_->CollectGarbage({.wait = false});
+  if (gc.ok()) spdlog::info("job {}: retention dropped {} snapshots, GC freed {} bytes", JobLabel(r), drop.size(), gc->bytes_removed);
+  // The log before the oldest snapshot kept is needed by no restore.
+  if (!job.log) return;
+  auto ids = store_->ListIds(r.id());
+  if (ids.empty()) return;
+  auto oldest = store_->Load(r.id(), ids.front());
+  if (!oldest.ok()) return;
+  Status st = job.log->Compact(effectlog::LogPosition::Unpack(oldest->effectlog_position()));
+  if (!st.ok()) spdlog::warn("job {}: {}", JobLabel(r), st.message());
 }
 
 StatusOr<api::SnapshotList> JobManager::Snapshots(const std::string& ref, const Caller& caller) {
   auto job = Find(ref, caller);
   if (!job.ok()) return job.status();
   JobRecord r = Snapshot(**job);
-  auto store = Store(r.id());
   api::SnapshotList list;
-  for (const auto& s : store.List()) {
+  for (const auto& s : store_->List(r.id())) {
     auto* info = list.add_snapshots();
     info->set_job(r.id());
-    info->set_id(s.id());
-    info->set_created_unix_ms(s.created_unix_ms());
-    info->set_size_bytes(s.size_bytes());
-    info->set_dump_ms(s.dump_ms());
-    info->set_path(store.Dir(s.id()));
+    info->set_id(s.snapshot_id);
+    info->set_created_unix_ms(s.created_unix_ms);
+    info->set_size_bytes(s.raw_bytes);
+    info->set_stored_bytes(s.new_stored_bytes);
+    info->set_path(SnapshotLogDir(r.id(), s.snapshot_id));
   }
   return list;
+}
+
+StatusOr<ScopedDir> JobManager::MakeStaging(const std::string& name) {
+  const std::string dir = config_.staging_dir + "/" + name;
+  LAZARUS_RETURN_IF_ERROR(RemoveTree(dir));
+  LAZARUS_RETURN_IF_ERROR(MakeDirs(dir, 0700).Context("staging directory"));
+  return ScopedDir(dir);
+}
+
+StatusOr<JobManager::StagedRestore> JobManager::StageRestore(const JobRecord& src, uint32_t wanted) {
+  std::vector<uint32_t> candidates;
+  if (wanted != 0) {
+    candidates.push_back(wanted);
+  } else {
+    candidates = store_->ListIds(src.id());
+    std::reverse(candidates.begin(), candidates.end());  // newest first
+    if (candidates.empty())
+      return Status(Code::kFailedPrecondition, "job " + JobLabel(src) + " has no snapshots to restore");
+  }
+  std::string skipped;
+  for (uint32_t id : candidates) {
+    auto manifest = store_->Load(src.id(), id);
+    auto staging = manifest.ok() ? MakeStaging(src.id() + "-restore-" + std::to_string(id))
+                                 : StatusOr<ScopedDir>(manifest.status());
+    Status st = staging.ok() ? store_->Materialize(*manifest, staging->path() + "/images") : staging.status();
+    if (st.ok()) st = WriteRecordFile(staging->path() + "/snapshot.rec", manifest->record());
+    if (st.ok()) {
+      StagedRestore staged{id, manifest->record(), std::move(*staging), ""};
+      if (!skipped.empty())
+        staged.warning = skipped + "; restored from snapshot " + std::to_string(id) + ", the newest intact one";
+      return staged;
+    }
+    if (st.code() == Code::kNotFound && !manifest.ok())
+      return Status(Code::kNotFound, "job " + JobLabel(src) + " has no snapshot " + std::to_string(id));
+    // A damaged snapshot: with no snapshot named, fall back to the next older one.
+    if (wanted != 0 || (st.code() != Code::kDataLoss && st.code() != Code::kNotFound))
+      return st.Context("snapshot " + std::to_string(id) + " of job " + JobLabel(src));
+    skipped += (skipped.empty() ? "" : "; ") + std::string("snapshot ") + std::to_string(id) + " is damaged (" +
+               st.message() + ")";
+    spdlog::warn("job {}: {}", JobLabel(src), skipped);
+  }
+  return Status(Code::kDataLoss, "no intact snapshot of job " + JobLabel(src) + ": " + skipped);
 }
 
 StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request, const Caller& caller) {
@@ -703,17 +802,9 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request, c
     return Status(Code::kFailedPrecondition,
                   "job " + JobLabel(src) + " is " + StateName(src.state()) + " (pid " + std::to_string(src.root().pid()) +
                       "): kill it first, or restore a copy with --clone");
-  auto store = Store(src.id());
-  records::SnapshotRecord snap;
-  if (request.snapshot() != 0) {
-    auto s = store.Get(request.snapshot());
-    if (!s.ok()) return s.status().Context("job " + JobLabel(src));
-    snap = *s;
-  } else {
-    auto all = store.List();
-    if (all.empty()) return Status(Code::kFailedPrecondition, "job " + JobLabel(src) + " has no snapshots to restore");
-    snap = all.back();
-  }
+  auto staged = StageRestore(src, request.snapshot());
+  if (!staged.ok()) return staged.status();
+  const records::SnapshotRecord& snap = staged->record;
 
   // The job that comes back: the same one, or a new one for a clone.
   std::shared_ptr<Job> clone;
@@ -776,12 +867,18 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request, c
   }
   const std::string log = "restore-" + t.id() + "-" + std::to_string(incarnation) + ".log";
   std::vector<std::string> argv{config_.bin_dir + "/lazarus-keeper", "restore", "--job-dir", JobDir(t.id()),
-                                "--incarnation", std::to_string(incarnation), "--snapshot-dir", store.Dir(snap.id()),
+                                "--incarnation", std::to_string(incarnation), "--snapshot-dir", staged->dir.path(),
                                 "--uid", std::to_string(t.uid()), "--gid", std::to_string(t.gid()),
                                 "--log", log};
   if (clone && target->log) argv.insert(argv.end(), {"--redirect-dir", LogDir(src.id()) + "=" + LogDir(t.id())});
   auto started = LaunchKeeper(argv, {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
                               kRestoreTimeout);
+  // CRIU's log of the restore stays with the snapshot.
+  if (MakeDirs(SnapshotLogDir(src.id(), snap.id()), 0700).ok()) {
+    std::error_code ec;
+    fs::copy_file(staged->dir.path() + "/" + log, SnapshotLogDir(src.id(), snap.id()) + "/" + log,
+                  fs::copy_options::overwrite_existing, ec);
+  }
   if (!started.ok()) {
     Status error(started.status().code(), "restore of job " + JobLabel(src) + " from snapshot " +
                                               std::to_string(snap.id()) + " failed: " +
@@ -807,7 +904,9 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request, c
   if (target->log) target->log->StartKeeping();
   spdlog::info("job {}: restored from {}/{} (pid {}, incarnation {})", JobLabel(t), src.id(), snap.id(),
                t.root().pid(), incarnation);
-  return Info(t);
+  api::JobInfo info = Info(t);
+  info.set_warning(staged->warning);
+  return info;
 }
 
 StatusOr<api::JobInfo> JobManager::Kill(const std::string& ref, const Caller& caller) {
@@ -940,6 +1039,34 @@ StatusOr<api::LogInfo> JobManager::Log(const api::LogRequest& request, const Cal
   info.set_abandoned((*reader)->abandoned());
   if (job.log) info.set_incarnation(job.log->control().incarnation());
   return info;
+}
+
+StatusOr<api::VerifyReport> JobManager::Verify(const api::VerifyRequest& request, const Caller& caller) {
+  store::VerifyOptions options;
+  if (request.all()) {
+    if (!caller.is_root()) return Status(Code::kPermissionDenied, "permission denied: only root verifies every job");
+  } else {
+    auto found = Find(request.job(), caller);
+    if (!found.ok()) return found.status();
+    options.job = Snapshot(**found).id();
+  }
+  auto report = store_->Verify(options);
+  if (!report.ok()) return report.status().Context("verify");
+  auto key = [](const store::SnapshotKey& k) { return k.job_id + "/" + std::to_string(k.snapshot_id); };
+  api::VerifyReport out;
+  out.set_snapshots_checked(report->snapshots_checked);
+  out.set_chunks_checked(report->chunks_checked);
+  out.set_bytes_checked(report->bytes_checked);
+  for (const auto& bad : report->bad_chunks) {
+    auto* b = out.add_bad_chunks();
+    b->set_id(bad.id.Hex());
+    b->set_problem(bad.problem);
+    for (const auto& k : bad.needed_by) b->add_needed_by(key(k));
+  }
+  for (const auto& m : report->bad_manifests) out.add_bad_manifests(m);
+  for (const auto& k : report->damaged_snapshots) out.add_damaged_snapshots(key(k));
+  out.set_ok(report->ok());
+  return out;
 }
 
 }  // namespace lazarus

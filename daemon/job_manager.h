@@ -15,7 +15,10 @@
 #include "daemon/job_log.h"
 #include "daemon/api.pb.h"
 #include "daemon/records.pb.h"
-#include "snapshot/snapshot_store.h"
+#include <optional>
+
+#include "common/scoped_dir.h"
+#include "snapshot/chunk_store.h"
 
 namespace lazarus {
 
@@ -23,6 +26,7 @@ struct DaemonConfig {
   std::string state_dir;  // holds jobs/ID/...
   std::string bin_dir;    // where lazarus-keeper, lazarus-init and liblazarus-preload.so are
   std::string socket_path;  // told to jobs (LAZARUS_SOCKET)
+  std::string staging_dir;  // on tmpfs: CRIU's images between dump and ingest, and for restores
 };
 
 class JobManager {
@@ -48,6 +52,7 @@ class JobManager {
   Status Remove(const api::RemoveRequest& request, const Caller& caller);
   StatusOr<api::JobInfo> SetPolicy(const api::PolicyRequest& request, const Caller& caller);
   StatusOr<api::LogInfo> Log(const api::LogRequest& request, const Caller& caller);
+  StatusOr<api::VerifyReport> Verify(const api::VerifyRequest& request, const Caller& caller);
 
   // Waits for periodic snapshots in progress.
   void Drain();
@@ -65,7 +70,21 @@ class JobManager {
   bool SnapshotDue(Job& job);
   std::string JobDir(const std::string& id) const;
   std::string LogDir(const std::string& id) const;
-  snapshot::SnapshotStore Store(const std::string& id) const;
+  // Where CRIU's logs of snapshot N of job `id` are kept.
+  std::string SnapshotLogDir(const std::string& id, uint32_t snapshot) const;
+  // A fresh directory under the staging area (tmpfs), removed when the result goes.
+  StatusOr<ScopedDir> MakeStaging(const std::string& name);
+  struct StagedRestore {
+    uint32_t id = 0;
+    records::SnapshotRecord record;
+    ScopedDir dir;        // images/ and snapshot.rec, for the keeper
+    std::string warning;  // why a newer snapshot was passed over
+  };
+  // Materializes snapshot `wanted` of `src`, or with 0 the newest intact one (damaged
+  // newer ones are passed over and named in the warning).
+  StatusOr<StagedRestore> StageRestore(const records::JobRecord& src, uint32_t wanted);
+  // Drops the snapshots the job's policy does not keep, their chunks and their log.
+  void ApplyRetention(Job& job, const records::JobRecord& record);
   StatusOr<std::shared_ptr<Job>> Find(const std::string& ref, const Caller& caller);
   // Persists `record` and publishes it in the registry.
   Status Save(Job& job, const records::JobRecord& record);
@@ -81,6 +100,7 @@ class JobManager {
 
   DaemonConfig config_;
   std::string criu_version_;
+  std::optional<store::ChunkStore> store_;  // opened by Load()
   std::mutex mu_;  // guards jobs_ and every Job::record
   std::map<std::string, std::shared_ptr<Job>> jobs_;
   std::atomic<int> in_flight_{0};  // periodic snapshots running on their own threads

@@ -57,13 +57,16 @@ std::string BinDir() {
 }
 
 int Main(int argc, char** argv) {
-  std::string state_dir, socket_path, log_level;
+  std::string state_dir, socket_path, staging_dir, log_level;
   bool foreground = false;
   po::options_description options("Usage: lazarusd [OPTIONS]\n\nThe Lazarus daemon: runs jobs, snapshots them with CRIU, restores them.\n\nOptions");
   options.add_options()
       ("help,h", "show this help")
       ("state-dir", po::value(&state_dir)->default_value(kDefaultStateDir), "where jobs, snapshots and logs live")
       ("socket", po::value(&socket_path)->default_value(kDefaultSocket), "the API socket")
+      ("staging-dir", po::value(&staging_dir),
+       "where CRIU's images wait between dump and ingest, and for a restore; tmpfs, as large as the largest "
+       "job's memory (default /dev/shm/lazarus/ID, ID derived from the state directory)")
       ("foreground", po::bool_switch(&foreground), "stay in the foreground and log to stderr (otherwise log to STATE_DIR/lazarusd.log)")
       ("log-level", po::value(&log_level)->default_value("info"), "trace, debug, info, warn, error");
   po::variables_map vm;
@@ -82,6 +85,13 @@ int Main(int argc, char** argv) {
 
   state_dir = std::filesystem::absolute(state_dir).lexically_normal().string();
   socket_path = std::filesystem::absolute(socket_path).lexically_normal().string();
+  if (staging_dir.empty()) {
+    // One staging area per state directory: two daemons never clear each other's.
+    char id[17];
+    std::snprintf(id, sizeof id, "%016zx", std::hash<std::string>{}(state_dir));
+    staging_dir = std::string("/dev/shm/lazarus/") + id;
+  }
+  staging_dir = std::filesystem::absolute(staging_dir).lexically_normal().string();
   if (Status st = MakeDirs(state_dir, 0700); !st.ok()) Die("cannot use state directory " + state_dir + ": " + st.message());
   UniqueFd lock = LockStateDir(state_dir);
 
@@ -94,7 +104,7 @@ int Main(int argc, char** argv) {
   spdlog::flush_on(spdlog::level::info);
 
   boost::asio::io_context io;
-  JobManager jobs({state_dir, BinDir(), socket_path});
+  JobManager jobs({state_dir, BinDir(), socket_path, staging_dir});
   ApiServer server(io, jobs);
   if (Status st = server.Listen(socket_path); !st.ok()) Die(st.message());
   if (Status st = jobs.Load(); !st.ok()) {

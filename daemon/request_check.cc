@@ -58,6 +58,12 @@ Status CheckRequest(const api::Request& request) {
     case api::Request::kRm: return CheckJobRef(request.rm().job());
     case api::Request::kLog: return CheckJobRef(request.log().job());
     case api::Request::kPolicy: return CheckJobRef(request.policy().job());
+    case api::Request::kVerify:
+      if (request.verify().all()) {
+        if (!request.verify().job().empty()) return Invalid("verify takes a job or --all, not both");
+        return Status::Ok();
+      }
+      return CheckJobRef(request.verify().job());
     case api::Request::kRestore: {
       LAZARUS_RETURN_IF_ERROR(CheckJobRef(request.restore().job()));
       if (!request.restore().name().empty() && !request.restore().clone()) return Invalid("a name only goes with a clone");

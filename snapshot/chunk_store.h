@@ -98,7 +98,7 @@ struct SnapshotSummary {
 };
 
 struct MaterializeOptions {
-  unsigned threads = 0;  // 0: one per CPU
+  unsigned threads = 0;  // 0: 4 per CPU, at least 8 (reads of small chunk files overlap)
 };
 
 struct BadChunk {
@@ -109,7 +109,7 @@ struct BadChunk {
 
 struct VerifyOptions {
   std::optional<std::string> job;  // only this job's snapshots (all when empty)
-  unsigned threads = 0;
+  unsigned threads = 0;             // 0: 4 per CPU, at least 8
   // Move damaged chunks to quarantine/ so that the next ingest that meets the same content
   // writes it again (later snapshots are then intact; the damaged ones stay damaged).
   bool quarantine = false;

@@ -21,6 +21,11 @@ unsigned ResolveThreads(unsigned requested) {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+unsigned ResolveIoThreads(unsigned requested) {
+  if (requested > 0) return requested;
+  return std::max(8u, 4 * std::max(1u, std::thread::hardware_concurrency()));
+}
+
 double ParallelFor(size_t items, unsigned threads, const std::function<void(size_t, unsigned)>& fn) {
   threads = static_cast<unsigned>(std::clamp<size_t>(threads, 1, std::max<size_t>(items, 1)));
   std::atomic<size_t> next{0};

@@ -226,17 +226,10 @@ Status Ingestor::Run(const std::string& images_dir) {
   std::sort(files.begin(), files.end());
   for (const auto& [name, mode] : files) LAZARUS_RETURN_IF_ERROR(IngestFile(dir.get(), name, mode));
 
-  // Durable before visible: one syncfs for all our temporary files, then the pins of the
-  // patch chunks (the others were pinned when decided), then the renames.
+  // Durable before visible: one syncfs for all our temporary files, then the renames (every
+  // id was pinned when it was decided on, before it could become visible).
   if (!written_.empty() && ::syncfs(workers_[0].tmp_fd.get()) != 0) return IoError("syncfs " + lease_->tmp_dir(), errno);
   CrashPoint("ingest.synced");
-  {
-    std::optional<StoreLock> lock;
-    LAZARUS_RETURN_IF_ERROR(Lock(&lock));
-    std::vector<ChunkId> pins;
-    for (const auto& [id, size] : patch_chunks_) pins.push_back(id);
-    LAZARUS_RETURN_IF_ERROR(lease_->Pin(pins));
-  }
   for (size_t i = 0; i < written_.size(); ++i) {
     const Worker& from = workers_[written_[i].first];
     const std::string hex = written_[i].second.Hex();
@@ -496,13 +489,22 @@ Status Ingestor::FlushPatch() {
   const ChunkId id = ChunkId::Of(patch_.data(), patch_.size());
   uint32_t stored = 0;
   uint64_t file_bytes = 0;
-  if (!Exists(id)) {  // the same changed pages twice: rare, but then written once
+  std::optional<uint32_t> existing;
+  {
+    // Decided like a piece: pinned and looked up under the lock (the same changed pages may
+    // exist already, e.g. when a failed snapshot is ingested again).
+    std::optional<StoreLock> lock;
+    LAZARUS_RETURN_IF_ERROR(Lock(&lock));
+    LAZARUS_RETURN_IF_ERROR(lease_->Pin({id}));
+    existing = Exists(id);
+  }
+  if (existing) {
+    stored = *existing;
+  } else {
     LAZARUS_RETURN_IF_ERROR(WriteChunk(id, patch_.data(), patch_.size(), false, workers_[0], &stored, &file_bytes));
     written_.push_back({0, id});
     stats_->new_chunks += 1;
     stats_->new_stored_bytes += file_bytes;
-  } else {
-    stored = *Exists(id);
   }
   ChunkSize size;
   size.set_id(id.Raw());

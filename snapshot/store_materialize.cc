@@ -120,7 +120,7 @@ Status ChunkStore::Materialize(const Manifest& manifest, const std::string& out_
       tasks.push_back({chunk, std::vector<PieceRef>(refs.begin() + static_cast<long>(i),
                                                     refs.begin() + static_cast<long>(std::min(refs.size(), i + kPiecesPerGroup)))});
 
-  const unsigned threads = ResolveThreads(options.threads);
+  const unsigned threads = ResolveIoThreads(options.threads);
   std::vector<Worker> workers(threads);
   std::atomic<bool> failed{false};
   std::mutex error_mu;

@@ -65,7 +65,7 @@ StatusOr<VerifyReport> ChunkStore::Verify(const VerifyOptions& options) const {
     for (auto& [id, need] : needs) list.push_back({&id, &need});
     std::vector<Status> results(list.size());
     std::vector<uint64_t> bytes(list.size(), 0);
-    const unsigned threads = ResolveThreads(options.threads);
+    const unsigned threads = ResolveIoThreads(options.threads);
     std::vector<ChunkDecoder> decoders(threads);
     std::vector<std::vector<uint8_t>> buffers(threads);
     (void)ParallelFor(list.size(), threads, [&](size_t i, unsigned w) {
