@@ -13,6 +13,14 @@ bash scripts/build.sh "$root/build" >/dev/null
 cmake --install "$root/build" --prefix /usr/local >/dev/null
 hash -r
 
+# A daemon left running by an earlier run of an older build is replaced (its jobs keep
+# running: a new daemon re-adopts them).
+old=$(cat /var/lib/lazarus/lazarusd.lock 2>/dev/null || true)
+if [ -n "$old" ] && [ "$(readlink "/proc/$old/exe" 2>/dev/null)" != "$(command -v lazarusd)" ]; then
+  echo "== restarting lazarusd (pid $old runs an older build)"
+  kill -TERM "$old" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$old" 2>/dev/null || break; sleep 0.1; done
+fi
 if ! lazarus list >/dev/null 2>&1; then
   echo "== starting lazarusd (state /var/lib/lazarus, socket /run/lazarus/lazarusd.sock, log /var/lib/lazarus/lazarusd.log)"
   lazarusd
