@@ -119,6 +119,12 @@ po::variables_map ParseArgs(const std::string& name, const std::vector<std::stri
       std::exit(0);
     }
     po::notify(vm);
+  } catch (const po::required_option& e) {
+    // "--job is required" reads oddly for a bare word: name the word.
+    std::string word = e.get_option_name();
+    while (!word.empty() && word[0] == '-') word.erase(0, 1);
+    for (auto& c : word) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    throw UsageError("missing " + word);
   } catch (const po::error& e) {
     throw UsageError(e.what());
   }
@@ -129,6 +135,13 @@ void AddPolicyOptions(po::options_description& o) {
   o.add_options()("interval", po::value<uint32_t>(), "snapshot the job every S seconds (0: never)")(
       "keep", po::value<uint32_t>(), "keep the last N snapshots (default 3)")(
       "keep-every", po::value<uint32_t>(), "also keep one snapshot per S seconds (e.g. 3600)");
+}
+
+// Program_options reads "-1" into an unsigned as 4294967295: refuse what no one means.
+uint32_t CheckSeconds(const po::variables_map& vm, const char* name) {
+  const uint32_t value = vm[name].as<uint32_t>();
+  if (value > 366u * 24 * 3600) throw UsageError(std::string("--") + name + " must be between 0 and a year of seconds");
+  return value;
 }
 
 uint32_t CheckKeep(uint32_t keep) {
@@ -211,9 +224,9 @@ std::map<std::string, Command> Commands() {
     run->set_durability(durability);
     run->set_group_interval_ms(group_ms);
     run->set_no_shim(no_shim);
-    if (vm.count("interval")) run->mutable_policy()->set_interval_s(vm["interval"].as<uint32_t>());
+    if (vm.count("interval")) run->mutable_policy()->set_interval_s(CheckSeconds(vm, "interval"));
     if (vm.count("keep")) run->mutable_policy()->set_keep_last(CheckKeep(vm["keep"].as<uint32_t>()));
-    if (vm.count("keep-every")) run->mutable_policy()->set_keep_every_s(vm["keep-every"].as<uint32_t>());
+    if (vm.count("keep-every")) run->mutable_policy()->set_keep_every_s(CheckSeconds(vm, "keep-every"));
     for (const auto& c : command) run->add_argv(c);
     run->set_cwd(std::filesystem::current_path().string());
     for (char** e = environ; *e; ++e) run->add_env(*e);
@@ -373,9 +386,9 @@ std::map<std::string, Command> Commands() {
     api::Request request;
     auto* r = request.mutable_policy();
     r->set_job(job);
-    if (vm.count("interval")) r->set_interval_s(vm["interval"].as<uint32_t>());
+    if (vm.count("interval")) r->set_interval_s(CheckSeconds(vm, "interval"));
     if (vm.count("keep")) r->set_keep_last(CheckKeep(vm["keep"].as<uint32_t>()));
-    if (vm.count("keep-every")) r->set_keep_every_s(vm["keep-every"].as<uint32_t>());
+    if (vm.count("keep-every")) r->set_keep_every_s(CheckSeconds(vm, "keep-every"));
     auto resp = Call(request);
     if (json) PrintJson(resp.job());
     else PrintJob(resp.job());
