@@ -1,6 +1,10 @@
 #include "daemon/job_log.h"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
+
+#include "common/fs_util.h"
 
 #include <algorithm>
 #include <chrono>
@@ -17,7 +21,10 @@ namespace {
 constexpr auto kPrepareInterval = std::chrono::milliseconds(5);
 }  // namespace
 
-StatusOr<std::unique_ptr<JobLog>> JobLog::Create(const std::string& dir, const LogOptions& options) {
+StatusOr<std::unique_ptr<JobLog>> JobLog::Create(const std::string& dir, const LogOptions& options, uid_t owner,
+                                                 gid_t group) {
+  LAZARUS_RETURN_IF_ERROR(MakeDirs(dir, 0700));
+  if (::chown(dir.c_str(), owner, group) != 0) return ErrnoStatus("chown " + dir);
   LAZARUS_RETURN_IF_ERROR(CreateLog(dir, options).Context("create effect log"));
   return Open(dir);
 }

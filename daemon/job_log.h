@@ -20,8 +20,9 @@ namespace lazarus {
 
 class JobLog {
  public:
-  // Creates an empty log for a new job.
-  static StatusOr<std::unique_ptr<JobLog>> Create(const std::string& dir, const effectlog::LogOptions& options);
+  // Creates an empty log for a new job; its files belong to the job's owner, who writes them.
+  static StatusOr<std::unique_ptr<JobLog>> Create(const std::string& dir, const effectlog::LogOptions& options,
+                                                  uid_t owner, gid_t group);
   // Opens the log of an existing job.
   static StatusOr<std::unique_ptr<JobLog>> Open(const std::string& dir);
   ~JobLog();

@@ -136,14 +136,20 @@ bool OwnedBy(pid_t pid, const Caller& caller) {
   return true;
 }
 
-// A copy of a job's effect log for a clone (plain files: control and segments).
+// A copy of a job's effect log for a clone (plain files: control and segments), owned
+// like the original.
 Status CopyLog(const std::string& from, const std::string& to) {
   LAZARUS_RETURN_IF_ERROR(MakeDirs(to, 0700));
+  struct stat owner {};
+  if (::stat(from.c_str(), &owner) != 0) return ErrnoStatus("stat " + from);
+  if (::chown(to.c_str(), owner.st_uid, owner.st_gid) != 0) return ErrnoStatus("chown " + to);
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(from, ec)) {
     if (!entry.is_regular_file()) continue;
-    fs::copy_file(entry.path(), to + "/" + entry.path().filename().string(), fs::copy_options::overwrite_existing, ec);
+    const std::string copy = to + "/" + entry.path().filename().string();
+    fs::copy_file(entry.path(), copy, fs::copy_options::overwrite_existing, ec);
     if (ec) return Status(Code::kIo, "copy " + entry.path().string() + ": " + ec.message());
+    if (::chown(copy.c_str(), owner.st_uid, owner.st_gid) != 0) return ErrnoStatus("chown " + copy);
   }
   if (ec) return Status(Code::kIo, "read " + from + ": " + ec.message());
   return FsyncTree(to);
@@ -483,7 +489,7 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request, const Cal
   auto job = CreateJob(r);
   if (!job.ok()) return job.status();
   std::lock_guard op((*job)->op);
-  auto log = JobLog::Create(LogDir(r.id()), log_options);
+  auto log = JobLog::Create(LogDir(r.id()), log_options, r.uid(), r.gid());
   if (!log.ok()) {
     Forget(r.id());
     return log.status();

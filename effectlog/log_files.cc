@@ -122,6 +122,18 @@ Status CheckSegmentHeader(const SegmentHeader& h, uint64_t number, uint32_t segm
   return Status::Ok();
 }
 
+namespace {
+
+// The files of a log belong to the owner of its directory: the daemon (root) creates
+// segments ahead for a job that runs as its user, and that job must open them.
+void MatchDirectoryOwner(int fd, const std::string& dir) {
+  if (::geteuid() != 0) return;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) == 0 && st.st_uid != 0) (void)!::fchown(fd, st.st_uid, st.st_gid);
+}
+
+}  // namespace
+
 Status CreateLog(const std::string& dir, const LogOptions& options, SyncPolicy& sync) {
   if (options.segment_size < kMinSegmentSize || options.segment_size > kMaxSegmentSize ||
       options.segment_size % kPageSize != 0)
@@ -147,7 +159,10 @@ Status CreateLog(const std::string& dir, const LogOptions& options, SyncPolicy& 
   // Segment 0 first: a control file is the sign of a complete log.
   auto seg = OpenOrCreateSegment(dir, 0, options.segment_size, 1, /*durable=*/true, sync);
   if (!seg.ok()) return seg.status();
-  return WriteFileAtomic(control_path, std::string_view(reinterpret_cast<const char*>(&b), sizeof b));
+  LAZARUS_RETURN_IF_ERROR(WriteFileAtomic(control_path, std::string_view(reinterpret_cast<const char*>(&b), sizeof b)));
+  UniqueFd control(::open(control_path.c_str(), O_RDWR | O_CLOEXEC));
+  if (control) MatchDirectoryOwner(control.get(), dir);
+  return Status::Ok();
 }
 
 StatusOr<UniqueFd> OpenOrCreateSegment(const std::string& dir, uint64_t number, uint32_t segment_size,
@@ -160,6 +175,7 @@ StatusOr<UniqueFd> OpenOrCreateSegment(const std::string& dir, uint64_t number, 
   const std::string tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(::syscall(SYS_gettid));
   fd.reset(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd) return ErrnoStatus("create effect log segment " + tmp);
+  MatchDirectoryOwner(fd.get(), dir);
   SegmentHeader h{};
   std::memcpy(h.magic, kSegmentMagic, sizeof h.magic);
   h.format_version = kFormatVersion;

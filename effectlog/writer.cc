@@ -43,6 +43,7 @@ Writer::Writer(Key, std::string dir, ControlFile control, const WriterOptions& o
       control_(std::move(control)),
       sync_(options.sync != nullptr ? *options.sync : RealSyncPolicy()),
       populate_(options.populate),
+      min_fd_(options.min_fd),
       mode_(control_.durability()),
       segment_size_(control_.segment_size()) {}
 
@@ -70,6 +71,11 @@ StatusOr<std::unique_ptr<Writer::Segment>> Writer::MapSegment(uint64_t number) {
                                 /*durable=*/mode_ != DurabilityMode::kProcess, sync_);
   if (!fd.ok()) return fd.status();
   const std::string path = SegmentPath(dir_, number);
+  if (min_fd_ > 0 && fd->get() < min_fd_) {
+    UniqueFd high(::fcntl(fd->get(), F_DUPFD_CLOEXEC, min_fd_));
+    if (!high) return ErrnoStatus("move the descriptor of " + path + " to " + std::to_string(min_fd_) + " or above");
+    *fd = std::move(high);
+  }
   struct stat st {};
   if (::fstat(fd->get(), &st) != 0) return ErrnoStatus("stat " + path);
   if (st.st_size != static_cast<off_t>(segment_size_))
@@ -173,7 +179,17 @@ AppendResult Writer::Append(const AppendArgs& a) noexcept {
     std::memcpy(h.digest, &a.digest, sizeof h.digest);
     // Everything but the frame word, which another thread may be reading.
     std::memcpy(rec + 8, reinterpret_cast<const uint8_t*>(&h) + 8, kRecordHeaderSize - 8);
-    if (a.payload_size > 0) std::memcpy(rec + kRecordHeaderSize, a.payload, a.payload_size);
+    if (a.pieces != nullptr) {
+      uint32_t at = 0;
+      for (uint32_t i = 0; i < a.piece_count && at < a.payload_size; ++i) {
+        const uint32_t n = std::min(a.pieces[i].size, a.payload_size - at);
+        if (n > 0) std::memcpy(rec + kRecordHeaderSize + at, a.pieces[i].data, n);
+        at += n;
+      }
+      if (at < a.payload_size) std::memset(rec + kRecordHeaderSize + at, 0, a.payload_size - at);
+    } else if (a.payload_size > 0) {
+      std::memcpy(rec + kRecordHeaderSize, a.payload, a.payload_size);
+    }
     const uint32_t used = kRecordHeaderSize + a.payload_size;
     if (length > used) std::memset(rec + used, 0, length - used);
     const uint64_t sum = RecordChecksum(rec, length, a.payload_size);

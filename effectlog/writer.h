@@ -28,6 +28,12 @@
 
 namespace lazarus::effectlog {
 
+// One part of a payload given in parts (AppendArgs::pieces).
+struct PayloadPiece {
+  const void* data = nullptr;
+  uint32_t size = 0;
+};
+
 struct AppendArgs {
   RecordType type = RecordType::kResult;
   uint32_t channel = 0;
@@ -37,6 +43,12 @@ struct AppendArgs {
   const void* payload = nullptr;
   uint32_t payload_size = 0;
   uint16_t flags = 0;
+  // Instead of `payload`: the payload as `piece_count` parts stored one after the other
+  // (client-lib logs a result header and the caller's buffers without first copying them
+  // together). payload_size is still the whole size; parts beyond it are cut, a shortfall
+  // is zero-filled.
+  const PayloadPiece* pieces = nullptr;
+  uint32_t piece_count = 0;
 };
 
 enum class AppendCode : uint8_t {
@@ -60,6 +72,11 @@ struct WriterOptions {
   SyncPolicy* sync = nullptr;  // nullptr: RealSyncPolicy()
   // Fault in every page of a segment when it is mapped, so appends do not take page faults.
   bool populate = true;
+  // Keep the descriptors of the segments at or above this number (0: anywhere). Client-lib
+  // sets it: a segment opened on the job's hot path (roll-over) must not take the lowest
+  // free number, which the job's next open() would otherwise have got, differently on
+  // every run.
+  int min_fd = 0;
 };
 
 class Writer {
@@ -115,6 +132,7 @@ class Writer {
   ControlFile control_;
   SyncPolicy& sync_;
   const bool populate_;
+  const int min_fd_;
   const DurabilityMode mode_;
   const uint32_t segment_size_;
 

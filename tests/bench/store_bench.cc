@@ -406,10 +406,11 @@ int RunBench(const Options& opt) {
   uint64_t raw_total = 0;
   for (const auto& r : rows) raw_total += r.raw;
 
-  std::vector<double> fraction, gibps, cpu_per_gib, materialize, read_raw, copy_raw, materialize_gibps;
+  std::vector<double> fraction, gibps, cpu_per_gib, materialize, read_raw, copy_raw, materialize_gibps, manifest;
   for (const auto& r : rows) {
     if (r.id == 1 && rows.size() > 1) continue;
     fraction.push_back(100.0 * r.stored / r.raw);
+    manifest.push_back(static_cast<double>(r.manifest));
     gibps.push_back(r.raw / kGiB / r.ingest_s);
     cpu_per_gib.push_back(r.cpu_s / (r.raw / kGiB));
   }
@@ -420,10 +421,13 @@ int RunBench(const Options& opt) {
     materialize_gibps.push_back(r.raw / kGiB / r.materialize_s);
   }
   const Row& first = rows.front();
+  const double first_raw = static_cast<double>(first.raw);
   const std::string span = rows.size() > 1 ? "snapshots 2.." + std::to_string(rows.size()) : "snapshot 1";
   std::printf("\n== figures (medians over %s)\n", span.c_str());
   std::printf("  stored per snapshot (new chunks + manifest) / raw image     %6.2f %%  (max %.2f %%; goal <= 3 %%)\n",
               Median(fraction), fraction.empty() ? 0 : *std::max_element(fraction.begin(), fraction.end()));
+  std::printf("    of which the manifest                                     %6.0f KiB (%.2f %%)\n", Median(manifest) / 1024,
+              100.0 * Median(manifest) / first_raw);
   std::printf("  ingest throughput                                           %6.2f GiB/s\n", Median(gibps));
   std::printf("  ingest CPU                                                  %6.3f CPU-s/GiB  (criu-image-streamer capture: 0.1 CPU-s/GB)\n",
               Median(cpu_per_gib));

@@ -24,7 +24,7 @@ class EffectLog : public LazarusTest {
   // A counter job with `durability`, checkpointed `snapshots` times, then SIGKILLed.
   void CrashedCounter(const std::string& durability, int snapshots, std::string* id) {
     const std::string file = WorkPath("counter.txt");
-    CmdResult r = Cli({"run", "--durability", durability, "--", BinPath("lz-counter"), file});
+    CmdResult r = Cli({"run", "--no-shim", "--durability", durability, "--", BinPath("lz-counter"), file});
     ASSERT_EQ(r.exit_code, 0) << r.Describe();
     *id = Trim(r.out);
     ASSERT_TRUE(WaitForState(*id, "running"));
@@ -53,7 +53,7 @@ class EffectLog : public LazarusTest {
 
 TEST_F(EffectLog, EveryJobHasALogWithTheDurabilityItAskedFor) {
   for (const std::string mode : {"process", "group", "sync"}) {
-    CmdResult r = Cli({"run", "--durability", mode, "--", BinPath("lz-counter"), WorkPath(mode + ".txt")});
+    CmdResult r = Cli({"run", "--no-shim", "--durability", mode, "--", BinPath("lz-counter"), WorkPath(mode + ".txt")});
     ASSERT_EQ(r.exit_code, 0) << r.Describe();
     const std::string id = Trim(r.out);
     api::JobInfo info;

@@ -628,8 +628,9 @@ CmdResult LazarusTest::Cli(const std::vector<std::string>& args, Millis timeout,
 }
 
 ::testing::AssertionResult LazarusTest::RunJob(const std::vector<std::string>& cmd, std::string* id,
-                                               const std::string& name) {
+                                               const std::string& name, bool shim) {
   std::vector<std::string> args{"run"};
+  if (!shim) args.push_back("--no-shim");
   if (!name.empty()) {
     args.push_back("--name");
     args.push_back(name);

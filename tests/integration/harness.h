@@ -150,9 +150,11 @@ class LazarusTest : public ::testing::Test {
   CmdResult Cli(const std::vector<std::string>& args, Millis timeout = 60s,
                 const std::vector<std::string>& env = {});
 
-  // `lazarus run [--name NAME] -- cmd...`; *id = the printed job id.
+  // `lazarus run [--name NAME] [--no-shim] -- cmd...`; *id = the printed job id. Without
+  // the shim a restored job redoes what it did after the snapshot (the CRIU mechanics the
+  // restore tests check); with it that is replayed from the effect log (exactly_once_test).
   ::testing::AssertionResult RunJob(const std::vector<std::string>& cmd, std::string* id,
-                                    const std::string& name = "");
+                                    const std::string& name = "", bool shim = false);
   ::testing::AssertionResult Status(const std::string& job, api::JobInfo* info);
   ::testing::AssertionResult List(api::JobList* list);
   ::testing::AssertionResult Snapshots(const std::string& job, api::SnapshotList* list);

@@ -78,7 +78,7 @@ class Users : public LazarusTest {
 
 TEST_F(Users, UserRunsCheckpointsRestoresAndKillsItsOwnJobWithItsUid) {
   const std::string file = WorkPath("alice.txt");
-  CmdResult r = As("lazarus-it-alice", {"run", "--name", "mine", "--", bin_ + "/lz-counter", file});
+  CmdResult r = As("lazarus-it-alice", {"run", "--no-shim", "--name", "mine", "--", bin_ + "/lz-counter", file});
   ASSERT_EQ(r.exit_code, 0) << r.Describe();
   const std::string id = Trim(r.out);
   api::JobInfo info;
@@ -113,7 +113,7 @@ TEST_F(Users, UserRunsCheckpointsRestoresAndKillsItsOwnJobWithItsUid) {
 TEST_F(Users, UserCannotSeeOrTouchRootsOrAnotherUsersJobs) {
   std::string roots;
   ASSERT_TRUE(RunJob({BinPath("lz-counter"), WorkPath("root.txt")}, &roots, "rootjob"));
-  CmdResult r = As("lazarus-it-bob", {"run", "--name", "bobs", "--", bin_ + "/lz-counter", WorkPath("bob.txt")});
+  CmdResult r = As("lazarus-it-bob", {"run", "--no-shim", "--name", "bobs", "--", bin_ + "/lz-counter", WorkPath("bob.txt")});
   ASSERT_EQ(r.exit_code, 0) << r.Describe();
   const std::string bobs = Trim(r.out);
   api::JobInfo root_before, bob_before;
@@ -153,7 +153,7 @@ TEST_F(Users, UserCannotSeeOrTouchRootsOrAnotherUsersJobs) {
 }
 
 TEST_F(Users, UserCannotReadAnySnapshotFile) {
-  CmdResult r = As("lazarus-it-alice", {"run", "--", bin_ + "/lz-counter", WorkPath("a.txt")});
+  CmdResult r = As("lazarus-it-alice", {"run", "--no-shim", "--", bin_ + "/lz-counter", WorkPath("a.txt")});
   ASSERT_EQ(r.exit_code, 0) << r.Describe();
   const std::string id = Trim(r.out);
   r = As("lazarus-it-alice", {"checkpoint", id, "--json"});
