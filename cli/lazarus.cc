@@ -174,6 +174,13 @@ void PrintJob(const api::JobInfo& job) {
   std::cout << "effect log:    "
             << (job.durability().empty() ? std::string("none") : job.durability() + " durability")
             << (job.durability().empty() ? "" : job.shim() ? ", shim preloaded" : ", no shim") << "\n";
+  if (!job.replay().empty())
+    std::cout << "replay:        " << job.replay()
+              << (job.replay() == "replaying" ? " (" + std::to_string(job.replay_total() - job.replay_pending()) + " of " +
+                                                    std::to_string(job.replay_total()) + " records)"
+                                              : "")
+              << ", " << job.effects_replayed() << " effects answered from the log, " << job.effects_in_doubt()
+              << " in doubt\n";
   if (job.attached()) std::cout << "attached:      yes (snapshots only; a restore needs its PIDs free)\n";
   if (!job.restored_from().empty()) std::cout << "restored from: " << job.restored_from() << "\n";
   if (!job.exit_status().empty()) std::cout << "exit status:   " << job.exit_status() << "\n";

@@ -580,11 +580,20 @@ StatusOr<api::JobList> JobManager::List(const Caller& caller) {
 StatusOr<api::JobInfo> JobManager::GetStatus(const std::string& ref, const Caller& caller) {
   auto job = Find(ref, caller);
   if (!job.ok()) return job.status();
-  {
-    std::unique_lock op((*job)->op, std::try_to_lock);
-    if (op.owns_lock()) Refresh(**job);
+  std::unique_lock op((*job)->op, std::try_to_lock);
+  if (op.owns_lock()) Refresh(**job);
+  api::JobInfo info = Info(Snapshot(**job));
+  // Replay progress, as the job's library publishes it in the log's control block.
+  if (op.owns_lock() && (*job)->log && IsLive(Snapshot(**job).state())) {
+    effectlog::ControlBlock* c = (*job)->log->control().block();
+    const uint64_t pending = effectlog::Atomic(c->replay_pending).load(std::memory_order_relaxed);
+    info.set_replay(pending > 0 ? "replaying" : "live");
+    info.set_replay_pending(pending);
+    info.set_replay_total(effectlog::Atomic(c->replay_total).load(std::memory_order_relaxed));
+    info.set_effects_replayed(effectlog::Atomic(c->effects_replayed).load(std::memory_order_relaxed));
+    info.set_effects_in_doubt(effectlog::Atomic(c->effects_in_doubt).load(std::memory_order_relaxed));
   }
-  return Info(Snapshot(**job));
+  return info;
 }
 
 StatusOr<api::SnapshotInfo> JobManager::Checkpoint(const std::string& ref, const Caller& caller) {

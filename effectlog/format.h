@@ -207,7 +207,12 @@ struct ControlBlock {
   uint8_t pad1[24];             // 104
   uint64_t active_segment;      // 128 newest segment (writers roll to at least this one)
   uint8_t pad2[56];             // 136
-  uint8_t reserved[kControlSize - 192];  // 192: room for appended fields
+  // Written by the job's library, read by the daemon for `lazarus status`.
+  uint64_t replay_total;        // 192 records in the job's current replay index
+  uint64_t replay_pending;      // 200 of them not replayed yet (0: the job runs live)
+  uint64_t effects_replayed;    // 208 answered from the log since the process began recording
+  uint64_t effects_in_doubt;    // 216 found in doubt (INTENT without RESULT)
+  uint8_t reserved[kControlSize - 224];  // 224: room for appended fields
 };
 static_assert(offsetof(ControlBlock, segment_size) == 16);
 static_assert(offsetof(ControlBlock, create_checksum) == 32);
@@ -218,6 +223,10 @@ static_assert(offsetof(ControlBlock, stopped) == 88);
 static_assert(offsetof(ControlBlock, stop_errno) == 92);
 static_assert(offsetof(ControlBlock, durable_upto) == 96);
 static_assert(offsetof(ControlBlock, active_segment) == 128);
+static_assert(offsetof(ControlBlock, replay_total) == 192);
+static_assert(offsetof(ControlBlock, replay_pending) == 200);
+static_assert(offsetof(ControlBlock, effects_replayed) == 208);
+static_assert(offsetof(ControlBlock, effects_in_doubt) == 216);
 static_assert(sizeof(ControlBlock) == kControlSize);
 
 enum class StopReason : uint32_t {

@@ -250,6 +250,19 @@ void RunRestoreHooks(uint64_t incarnation) {
   }
 }
 
+// Mirrors the replay counters into the control block, where `lazarus status` reads them.
+void PublishProgress() {
+  effectlog::ControlBlock* c = g_lazarus.control;
+  if (c == nullptr) return;
+  const Counters& k = g_lazarus.counters;
+  effectlog::Atomic(c->replay_pending)
+      .store(static_cast<uint64_t>(std::max<int64_t>(0, k.replay_pending.load(std::memory_order_relaxed))),
+             std::memory_order_relaxed);
+  effectlog::Atomic(c->effects_replayed).store(k.replayed.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  effectlog::Atomic(c->effects_in_doubt).store(k.in_doubt.load(std::memory_order_relaxed), std::memory_order_relaxed);
+}
+
+
 }  // namespace
 
 void SlowSyncIncarnation() noexcept {
@@ -286,6 +299,9 @@ void SlowSyncIncarnation() noexcept {
     delete g_previous_index;
     g_previous_index = g_index.load(std::memory_order_relaxed);
     g_lazarus.counters.replay_pending.store(static_cast<int64_t>(index->records), std::memory_order_relaxed);
+    if (g_lazarus.control != nullptr)
+      effectlog::Atomic(g_lazarus.control->replay_total).store(index->records, std::memory_order_relaxed);
+    PublishProgress();
     g_index.store(index, std::memory_order_release);
     g_generation.fetch_add(1, std::memory_order_acq_rel);
     g_lazarus.seen_incarnation.store(incarnation, std::memory_order_release);
@@ -318,6 +334,7 @@ void AttachCursor(Channel* ch, uint64_t generation) {
                                     [](const ReplayRecord& r, uint64_t s) { return r.seq < s; });
   // Records below the channel's sequence are not replayed (it went past them meanwhile).
   g_lazarus.counters.replay_pending.fetch_sub(pos - v.begin(), std::memory_order_relaxed);
+  PublishProgress();
   if (pos == v.end()) return;
   ch->replay = &it->second;
   ch->cursor = static_cast<size_t>(pos - v.begin());
@@ -335,6 +352,7 @@ const ReplayRecord* Lookup(Channel* ch, uint64_t seq, const EffectSpec& spec, Re
   while (ch->cursor < v.size() && v[ch->cursor].seq < seq) {
     ++ch->cursor;
     g_lazarus.counters.replay_pending.fetch_sub(1, std::memory_order_relaxed);
+    PublishProgress();
   }
   if (ch->cursor == v.size()) {
     ch->replay = nullptr;  // exhausted: the channel is live from here on
@@ -351,6 +369,7 @@ const ReplayRecord* Lookup(Channel* ch, uint64_t seq, const EffectSpec& spec, Re
 void Consume(Channel* ch) {
   ++ch->cursor;
   g_lazarus.counters.replay_pending.fetch_sub(1, std::memory_order_relaxed);
+  PublishProgress();
   if (ch->cursor == ch->replay->records.size()) ch->replay = nullptr;
 }
 
@@ -393,6 +412,7 @@ Start Replayed(Effect* e, const ReplayRecord* r, uint64_t next_seq) {
   e->result_size = r->payload_size;
   effectlog::Atomic(e->channel->next_seq).store(next_seq, std::memory_order_release);
   g_lazarus.counters.replayed.fetch_add(1, std::memory_order_relaxed);
+  PublishProgress();
   return Start::kReplayed;
 }
 
@@ -460,6 +480,7 @@ Start BeginEffect(Effect* e) noexcept {
 
   // In doubt: a previous incarnation logged the INTENT and no RESULT.
   g_lazarus.counters.in_doubt.fetch_add(1, std::memory_order_relaxed);
+  PublishProgress();
   switch (spec.policy) {
     case Policy::kAtLeastOnce:
       e->in_doubt = true;
