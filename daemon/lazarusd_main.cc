@@ -146,6 +146,8 @@ int Main(int argc, char** argv) {
   io.run();
   server.Drain();
   jobs.Drain();
+  // Nothing is staged between operations: leave no empty staging area on tmpfs.
+  (void)RemoveTree(staging_dir);
   ::unlink(socket_path.c_str());
   return 0;
 }

@@ -420,13 +420,18 @@ Daemon::Daemon(std::string state_dir, std::string socket, std::string log_path)
 
 Daemon::~Daemon() { Kill(); }
 
+std::string Daemon::StagingDir() const {
+  return "/dev/shm/lazarus-it-" + state_dir_.substr(state_dir_.find("lazarus-it-") + 11, 6);
+}
+
 ::testing::AssertionResult Daemon::Start(Millis timeout) {
   std::string bin = BinPath("lazarusd");
   if (access(bin.c_str(), X_OK) != 0)
     return ::testing::AssertionFailure() << "the daemon is not built: " << bin << " is missing";
   int log = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log < 0) return ::testing::AssertionFailure() << "cannot open " << log_path_ << ": " << strerror(errno);
-  std::vector<std::string> argv{bin, "--foreground", "--state-dir", state_dir_, "--socket", socket_};
+  std::vector<std::string> argv{bin, "--foreground", "--state-dir", state_dir_, "--socket", socket_,
+                                "--staging-dir", StagingDir()};
   auto cargv = CStrings(argv);
   pid_t pid = fork();
   if (pid < 0) {
@@ -545,6 +550,8 @@ void LazarusTest::TearDown() {
   } else {
     RemoveTree(tmp_dir_);
   }
+  // The daemon's staging area on tmpfs: a SIGKILLed daemon leaves it behind.
+  if (daemon_) RemoveTree(daemon_->StagingDir());
 }
 
 void LazarusTest::CleanUpJobs() {

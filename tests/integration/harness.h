@@ -131,6 +131,8 @@ class Daemon {
   const std::string& log_path() const { return log_path_; }
   const std::string& socket() const { return socket_; }
   const std::string& state_dir() const { return state_dir_; }
+  // Its --staging-dir: on tmpfs, one per test, removed on teardown.
+  std::string StagingDir() const;
 
  private:
   std::string state_dir_, socket_, log_path_;
