@@ -2,7 +2,7 @@
 # Runs the checkpoint benchmark (`lazarus checkpoint`/`restore` vs raw `criu dump`/`restore`),
 # building the project first (scripts/build.sh; quick when it is up to date). Needs root.
 #
-#   scripts/bench.sh                 # 64 and 512 MiB, median of 5 runs (under a minute here)
+#   scripts/bench.sh                 # 64 and 512 MiB, median of 5 runs (a few minutes here)
 #   scripts/bench.sh --quick         # one 64 MiB run: a smoke run of a few seconds
 #   scripts/bench.sh --json          # the same figures as JSON on stdout
 #   scripts/bench.sh --help          # every option (--runs, --sizes, --drop-caches, ...)
