@@ -10,8 +10,8 @@ namespace lazarus {
 namespace {
 
 constexpr char kMagic[8] = {'L', 'Z', 'R', 'E', 'C', 0, 0, 1};
-constexpr size_t kHeaderBytes = 8 + 4 + 8;
-constexpr size_t kMaxPayloadBytes = 16u << 20;
+constexpr size_t kHeaderBytes = kRecordHeaderBytes;
+constexpr size_t kMaxPayloadBytes = kMaxRecordPayloadBytes;
 
 template <typename T>
 void Put(std::string& out, T value) {
@@ -22,20 +22,32 @@ void Put(std::string& out, T value) {
 
 }  // namespace
 
-Status WriteRecordFile(const std::string& path, const google::protobuf::MessageLite& message) {
+StatusOr<std::string> EncodeRecord(const google::protobuf::MessageLite& message) {
   std::string payload;
-  if (!message.SerializeToString(&payload)) return Status(Code::kInternal, "serialize record for " + path);
+  if (!message.SerializeToString(&payload)) return Status(Code::kInternal, "cannot serialize a record");
+  if (payload.size() > kMaxPayloadBytes)
+    return Status(Code::kInternal, "record of " + std::to_string(payload.size()) + " bytes is larger than the " +
+                                       std::to_string(kMaxPayloadBytes) + " bytes readers accept");
   std::string out(kMagic, sizeof kMagic);
   Put<uint32_t>(out, static_cast<uint32_t>(payload.size()));
   Put<uint64_t>(out, XXH3_64bits(payload.data(), payload.size()));
   out += payload;
-  return WriteFileAtomic(path, out);
+  return out;
+}
+
+Status WriteRecordFile(const std::string& path, const google::protobuf::MessageLite& message) {
+  auto out = EncodeRecord(message);
+  if (!out.ok()) return out.status().Context(path);
+  return WriteFileAtomic(path, *out);
 }
 
 Status ReadRecordFile(const std::string& path, google::protobuf::MessageLite* message) {
   auto data = ReadFile(path, kHeaderBytes + kMaxPayloadBytes);
   if (!data.ok()) return data.status();
-  const std::string& d = *data;
+  return ParseRecord(*data, path, message);
+}
+
+Status ParseRecord(std::string_view d, const std::string& path, google::protobuf::MessageLite* message) {
   if (d.size() < kHeaderBytes || std::memcmp(d.data(), kMagic, sizeof kMagic) != 0)
     return Status(Code::kDataLoss, path + ": not a Lazarus record (bad magic)");
   uint32_t length;

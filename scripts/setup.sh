@@ -24,7 +24,7 @@ PACKAGES=(
   libboost-dev libboost-program-options-dev
   libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  libzstd-dev libxxhash-dev libsqlite3-dev
+  libzstd-dev libxxhash-dev libsqlite3-dev libssl-dev
   iproute2 nftables procps psmisc util-linux
   # CRIU's build dependencies
   libprotobuf-c-dev protobuf-c-compiler libnl-3-dev libnet1-dev libcap-dev libbsd-dev

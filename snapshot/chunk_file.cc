@@ -13,7 +13,11 @@
 namespace lazarus::store {
 namespace {
 
-constexpr char kMagic[8] = {'L', 'Z', 'C', 'H', 'K', 0, 0, 1};
+constexpr char kMagic[8] = {'L', 'Z', 'C', 'H', 'K', 0, 0, 2};
+// Header fields (chunk_file.h).
+constexpr size_t kBodyChecksumAt = 36;
+constexpr size_t kMacAt = 44;
+constexpr size_t kHeaderChecksumAt = 60;
 constexpr uint8_t kCodecRaw = 0;
 constexpr uint8_t kCodecZstd = 1;
 constexpr uint8_t kFlagPageHashes = 1;
@@ -30,7 +34,15 @@ T Get(const uint8_t* at) {
   return value;
 }
 
-uint32_t HeaderChecksum(const uint8_t* header) { return static_cast<uint32_t>(XXH3_64bits(header, 36)); }
+uint32_t HeaderChecksum(const uint8_t* header) { return static_cast<uint32_t>(XXH3_64bits(header, kHeaderChecksumAt)); }
+
+// The MAC of a whole chunk file: header bytes up to the MAC, then the body.
+Mac FileMac(MacContext& ctx, const uint8_t* file, size_t size) {
+  ctx.Begin();
+  ctx.Update(file, kMacAt);
+  ctx.Update(file + kChunkHeaderBytes, size - kChunkHeaderBytes);
+  return ctx.Finish();
+}
 
 Status Damaged(const ChunkId& id, const std::string& what) {
   return Status(Code::kDataLoss, "chunk " + id.Hex() + ": " + what);
@@ -46,10 +58,10 @@ size_t ChunkHeader::file_size() const {
   return kChunkHeaderBytes + stored_size + ((flags & kFlagPageHashes) ? page_hashes() * 8 + 8 : 0);
 }
 
-ChunkEncoder::ChunkEncoder(int zstd_level) : ctx_(ZSTD_createCCtx()), level_(zstd_level) {}
+ChunkEncoder::ChunkEncoder(int zstd_level, const StoreKey& key) : ctx_(ZSTD_createCCtx()), level_(zstd_level), mac_(key) {}
 
 Status ChunkEncoder::Encode(const ChunkId& id, const uint8_t* data, size_t size, bool page_hashes,
-                            std::vector<uint8_t>* out) {
+                            std::vector<uint8_t>* out, Mac* mac) {
   if (size > kMaxChunkRawBytes) return Status(Code::kInternal, "chunk of " + std::to_string(size) + " bytes is too large");
   if (!ctx_) return Status(Code::kInternal, "zstd: cannot allocate a compression context");
   out->resize(kChunkHeaderBytes + ZSTD_compressBound(size));
@@ -79,7 +91,10 @@ Status ChunkEncoder::Encode(const ChunkId& id, const uint8_t* data, size_t size,
   h[32] = codec;
   h[33] = page_hashes ? kFlagPageHashes : 0;
   h[34] = h[35] = 0;
-  Put<uint32_t>(h + 36, HeaderChecksum(h));
+  Put<uint64_t>(h + kBodyChecksumAt, XXH3_64bits(h + kChunkHeaderBytes, out->size() - kChunkHeaderBytes));
+  *mac = FileMac(mac_, h, out->size());
+  std::memcpy(h + kMacAt, mac->data(), kMacBytes);
+  Put<uint32_t>(h + kHeaderChecksumAt, HeaderChecksum(h));
   return Status::Ok();
 }
 
@@ -87,12 +102,14 @@ Status ParseChunkHeader(const uint8_t* data, size_t size, const ChunkId& expect,
   if (size < kChunkHeaderBytes) return Damaged(expect, "truncated header (" + std::to_string(size) + " bytes)");
   if (std::memcmp(data, kMagic, 7) != 0) return Damaged(expect, "not a chunk file (bad magic)");
   if (data[7] != kMagic[7]) return Damaged(expect, "unknown chunk format version " + std::to_string(data[7]));
-  if (Get<uint32_t>(data + 36) != HeaderChecksum(data)) return Damaged(expect, "header checksum mismatch");
+  if (Get<uint32_t>(data + kHeaderChecksumAt) != HeaderChecksum(data)) return Damaged(expect, "header checksum mismatch");
   std::memcpy(header->id.bytes.data(), data + 8, 16);
   header->raw_size = Get<uint32_t>(data + 24);
   header->stored_size = Get<uint32_t>(data + 28);
   header->codec = data[32];
   header->flags = data[33];
+  header->body_checksum = Get<uint64_t>(data + kBodyChecksumAt);
+  std::memcpy(header->mac.data(), data + kMacAt, kMacBytes);
   if (header->id != expect) return Damaged(expect, "header names chunk " + header->id.Hex());
   if (header->raw_size > kMaxChunkRawBytes) return Damaged(expect, "raw size " + std::to_string(header->raw_size) + " out of range");
   if (header->codec != kCodecRaw && header->codec != kCodecZstd)
@@ -104,9 +121,10 @@ Status ParseChunkHeader(const uint8_t* data, size_t size, const ChunkId& expect,
   return Status::Ok();
 }
 
-ChunkDecoder::ChunkDecoder() : ctx_(ZSTD_createDCtx()) {}
+ChunkDecoder::ChunkDecoder(const StoreKey& key) : ctx_(ZSTD_createDCtx()), mac_(key) {}
 
-Status ChunkDecoder::Load(int dir_fd, const std::string& rel_path, const ChunkId& id, ChunkHeader* header) {
+Status ChunkDecoder::Load(int dir_fd, const std::string& rel_path, const ChunkId& id, const Mac* expect,
+                          ChunkHeader* header) {
   Status read = ReadWholeFile(dir_fd, rel_path,
                               kChunkHeaderBytes + ZSTD_compressBound(kMaxChunkRawBytes) + kMaxChunkRawBytes / kPage * 8 + 8,
                               &file_);
@@ -117,10 +135,17 @@ Status ChunkDecoder::Load(int dir_fd, const std::string& rel_path, const ChunkId
   if (file_.size() != header->file_size())
     return Damaged(id, "file holds " + std::to_string(file_.size()) + " bytes, its header says " +
                            std::to_string(header->file_size()));
-  if (const size_t pages = header->page_hashes(); header->flags & kFlagPageHashes) {
-    const uint8_t* hashes = file_.data() + kChunkHeaderBytes + header->stored_size;
-    if (XXH3_64bits(hashes, pages * 8) != Get<uint64_t>(hashes + pages * 8)) return Damaged(id, "page hashes checksum mismatch");
-  }
+  // Accidents first, so that damage is named as damage; then forgery.
+  if (XXH3_64bits(file_.data() + kChunkHeaderBytes, file_.size() - kChunkHeaderBytes) != header->body_checksum)
+    return Damaged(id, "damaged (payload checksum mismatch)");
+  const Mac mac = FileMac(mac_, file_.data(), file_.size());
+  if (!MacEqual(mac, header->mac))
+    return Status(Code::kDataLoss, "chunk " + id.Hex() +
+                                       " is not authenticated by this daemon's key (altered, or written by another daemon)");
+  if (expect && !MacEqual(mac, *expect))
+    return Status(Code::kDataLoss, "chunk " + id.Hex() +
+                                       " is not the file the snapshot was taken with (its MAC differs from the one the "
+                                       "manifest recorded: replaced since)");
   return Status::Ok();
 }
 
@@ -139,23 +164,29 @@ Status ChunkDecoder::Decode(const ChunkHeader& header, const ChunkId& id, uint8_
   return Status::Ok();
 }
 
-Status ChunkDecoder::Read(int dir_fd, const std::string& rel_path, const ChunkId& id, std::vector<uint8_t>* out) {
+Status ChunkDecoder::Read(int dir_fd, const std::string& rel_path, const ChunkId& id, const Mac* expect,
+                          std::vector<uint8_t>* out) {
   ChunkHeader header;
-  LAZARUS_RETURN_IF_ERROR(Load(dir_fd, rel_path, id, &header));
+  LAZARUS_RETURN_IF_ERROR(Load(dir_fd, rel_path, id, expect, &header));
   out->resize(header.raw_size);
-  return Decode(header, id, out->data());
+  LAZARUS_RETURN_IF_ERROR(Decode(header, id, out->data()));
+  mac_read_ = header.mac;
+  return Status::Ok();
 }
 
-Status ChunkDecoder::ReadInto(int dir_fd, const std::string& rel_path, const ChunkId& id, uint8_t* dst, size_t size) {
+Status ChunkDecoder::ReadInto(int dir_fd, const std::string& rel_path, const ChunkId& id, const Mac& expect, uint8_t* dst,
+                              size_t size) {
   ChunkHeader header;
-  LAZARUS_RETURN_IF_ERROR(Load(dir_fd, rel_path, id, &header));
+  LAZARUS_RETURN_IF_ERROR(Load(dir_fd, rel_path, id, &expect, &header));
   if (header.raw_size != size)
     return Damaged(id, "holds " + std::to_string(header.raw_size) + " bytes, the manifest says " + std::to_string(size));
-  return Decode(header, id, dst);
+  LAZARUS_RETURN_IF_ERROR(Decode(header, id, dst));
+  mac_read_ = header.mac;
+  return Status::Ok();
 }
 
 Status ChunkDecoder::ReadPageHashes(int dir_fd, const std::string& rel_path, const ChunkId& id,
-                                    std::vector<uint64_t>* hashes) {
+                                    std::vector<uint64_t>* hashes, Mac* mac) {
   UniqueFd fd(::openat(dir_fd, rel_path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) {
     if (errno == ENOENT) return Status(Code::kNotFound, "chunk " + id.Hex() + " is missing (" + rel_path + ")");
@@ -181,6 +212,7 @@ Status ChunkDecoder::ReadPageHashes(int dir_fd, const std::string& rel_path, con
       pread_all(hashes->data(), (pages + 1) * 8, static_cast<off_t>(kChunkHeaderBytes + header.stored_size)));
   if (XXH3_64bits(hashes->data(), pages * 8) != (*hashes)[pages]) return Damaged(id, "page hashes checksum mismatch");
   hashes->resize(pages);
+  *mac = header.mac;
   return Status::Ok();
 }
 

@@ -15,6 +15,7 @@
 
 #include "common/fs_util.h"
 #include "common/record_file.h"
+#include "snapshot/manifest_file.h"
 #include "snapshot/store_internal.h"
 #include "snapshot/store_io.h"
 
@@ -67,31 +68,42 @@ void CrashPoint(const char* point) {
   if (CrashPointHook hook = g_crash_hook.load(std::memory_order_relaxed)) hook(point);
 }
 
-Status NeededChunks(const Manifest& manifest, std::unordered_map<ChunkId, uint32_t, ChunkIdHash>* out) {
+Status NeededChunks(const Manifest& manifest, std::unordered_map<ChunkId, ChunkUse, ChunkIdHash>* out) {
   auto bad = [&](const std::string& what) {
     return Status(Code::kDataLoss, "manifest " + KeyName(manifest.job_id(), manifest.snapshot_id()) + ": " + what);
   };
+  auto use = [&](const ChunkId& id, std::string_view mac, uint32_t raw_size) -> Status {
+    if (mac.size() != kMacBytes) return bad("chunk " + id.Hex() + " without a MAC");
+    ChunkUse& u = (*out)[id];
+    if (raw_size != 0) u.raw_size = raw_size;
+    Mac m;
+    std::memcpy(m.data(), mac.data(), kMacBytes);
+    if (std::find(u.macs.begin(), u.macs.end(), m) == u.macs.end()) u.macs.push_back(m);
+    return Status::Ok();
+  };
+  std::unordered_map<ChunkId, std::string_view, ChunkIdHash> patch_macs;
+  for (const auto& patch : manifest.patch_chunks()) {
+    auto id = ChunkId::FromBytes(patch.id());
+    if (!id) return bad("patch chunk without an id");
+    LAZARUS_RETURN_IF_ERROR(use(*id, patch.mac(), patch.raw_size()));
+    patch_macs.emplace(*id, patch.mac());
+  }
   for (const auto& file : manifest.files()) {
     for (const auto& piece : file.pieces()) {
       if (!piece.has_patch()) {
         auto id = ChunkId::FromBytes(piece.id());
         if (!id) return bad("piece of " + file.name() + " without a chunk id");
-        (*out)[*id] = piece.size();
+        LAZARUS_RETURN_IF_ERROR(use(*id, piece.mac(), piece.size()));
         continue;
       }
       auto base = ChunkId::FromBytes(piece.patch().base());
       if (!base) return bad("patched piece of " + file.name() + " without a base chunk id");
-      out->try_emplace(*base, 0);
+      LAZARUS_RETURN_IF_ERROR(use(*base, piece.patch().base_mac(), 0));
       if (piece.patch().page_mask() == 0) continue;  // nothing replaced: no patch chunk
       auto chunk = ChunkId::FromBytes(piece.patch().chunk());
       if (!chunk) return bad("patched piece of " + file.name() + " without a patch chunk id");
-      out->try_emplace(*chunk, 0);
+      if (!patch_macs.count(*chunk)) return bad("patch chunk " + chunk->Hex() + " is not listed");
     }
-  }
-  for (const auto& patch : manifest.patch_chunks()) {
-    auto id = ChunkId::FromBytes(patch.id());
-    if (!id) return bad("patch chunk without an id");
-    (*out)[*id] = patch.raw_size();
   }
   return Status::Ok();
 }
@@ -102,8 +114,36 @@ std::string KeyName(const std::string& job_id, uint32_t snapshot_id) { return jo
 
 void SetCrashPointHookForTesting(CrashPointHook hook) { g_crash_hook.store(hook); }
 
-StatusOr<ChunkStore> ChunkStore::Open(const std::string& root) {
-  ChunkStore store(root);
+std::string ChunkStore::DefaultKeyPath(const std::string& root) {
+  std::string r = root;
+  while (r.size() > 1 && r.back() == '/') r.pop_back();
+  return Dirname(r) + "/secret.key";
+}
+
+namespace {
+
+// What of the store a new key would orphan: "N snapshots and M chunks", or "" when nothing.
+std::string StoreContents(const std::string& root) {
+  size_t manifests = 0, chunks = 0;
+  std::error_code ec;
+  for (const auto& job : fs::directory_iterator(root + "/" + kManifestsDir, ec)) {
+    std::error_code ec2;
+    for (const auto& entry : fs::directory_iterator(job.path(), ec2))
+      if (ParseManifestName(entry.path().filename().string())) ++manifests;
+  }
+  for (const auto& sub : fs::directory_iterator(root + "/" + kChunksDir, ec)) {
+    std::error_code ec2;
+    for (auto it = fs::directory_iterator(sub.path(), ec2); !ec2 && it != fs::directory_iterator(); it.increment(ec2))
+      ++chunks;
+  }
+  if (manifests == 0 && chunks == 0) return "";
+  return std::to_string(manifests) + " snapshots and " + std::to_string(chunks) + " chunk files";
+}
+
+}  // namespace
+
+StatusOr<ChunkStore> ChunkStore::Open(const std::string& root, const std::string& key_path_arg) {
+  const std::string key_path = key_path_arg.empty() ? DefaultKeyPath(root) : key_path_arg;
   LAZARUS_RETURN_IF_ERROR(MakeDirs(root, 0700));
   for (const char* dir : {kChunksDir, kManifestsDir, kLeasesDir, kTmpDir, kQuarantineDir}) {
     const std::string path = root + "/" + dir;
@@ -132,6 +172,19 @@ StatusOr<ChunkStore> ChunkStore::Open(const std::string& root) {
     return Status(Code::kFailedPrecondition, "snapshot store " + root + " has format " + std::to_string(info.format()) +
                                                  ", this build reads format " + std::to_string(kStoreFormat));
   }
+  auto key = StoreKey::Read(key_path);
+  if (key.status().code() == Code::kNotFound) {
+    // Made only while nothing in the store was authenticated with a lost one.
+    if (const std::string contents = StoreContents(root); !contents.empty())
+      return Status(Code::kFailedPrecondition,
+                    "snapshot store " + root + " holds " + contents + " but its key " + key_path +
+                        " is missing: without that key none of them can be restored, and a new key would not "
+                        "authenticate them. Put the key file back (32 bytes, mode 0600), or move the store aside "
+                        "to start an empty one");
+    key = StoreKey::Create(key_path);
+  }
+  if (!key.ok()) return key.status().Context("open snapshot store " + root);
+  ChunkStore store(root, std::move(key).value());
   const std::string chunks = root + "/" + kChunksDir;
   store.chunks_fd_ = UniqueFd(::open(chunks.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!store.chunks_fd_) return ErrnoStatus("open " + chunks);
@@ -157,6 +210,16 @@ Status ChunkStore::Commit(const std::string& job_id, uint32_t snapshot_id, Pendi
   m.set_job_id(job_id);
   m.set_snapshot_id(snapshot_id);
   if (m.created_unix_ms() == 0) m.set_created_unix_ms(NowUnixMs());
+  // Never write what Load would refuse: read back what would be written (this also catches
+  // string fields that are not UTF-8, which protobuf serializes but refuses to parse).
+  auto encoded = EncodeManifestFile(m, key_);
+  if (!encoded.ok()) return encoded.status().Context(what);
+  {
+    Manifest back;
+    Status readable = DecodeManifestFile(*encoded, ManifestPath(job_id, snapshot_id), key_, job_id, snapshot_id, &back);
+    if (!readable.ok())
+      return Status(Code::kInvalidArgument, what + ": the manifest would not read back: " + readable.message());
+  }
 
   const std::string job_dir = root_ + "/" + kManifestsDir + "/" + job_id;
   const std::string path = ManifestPath(job_id, snapshot_id);
@@ -173,7 +236,7 @@ Status ChunkStore::Commit(const std::string& job_id, uint32_t snapshot_id, Pendi
   if (::syncfs(chunks_fd_.get()) != 0) return IoError(what + ": syncfs " + root_, errno);
   CrashPoint("commit.synced");
   // Written to ID.manifest.tmp, fsynced, renamed, directory fsynced: visible only whole.
-  Status written = WriteRecordFile(path, m);
+  Status written = WriteFileAtomic(path, *encoded);
   if (!written.ok()) {
     ::unlink((path + ".tmp").c_str());
     if (written.message().find(std::strerror(ENOSPC)) != std::string::npos ||
@@ -209,17 +272,17 @@ std::vector<std::string> ChunkStore::ListJobs() const {
 
 StatusOr<Manifest> ChunkStore::Load(const std::string& job_id, uint32_t snapshot_id) const {
   LAZARUS_RETURN_IF_ERROR(CheckJobId(job_id));
-  Manifest m;
-  Status st = ReadRecordFile(ManifestPath(job_id, snapshot_id), &m);
-  if (st.code() == Code::kNotFound)
+  const std::string path = ManifestPath(job_id, snapshot_id);
+  auto bytes = ReadFile(path, kRecordHeaderBytes + kMaxRecordPayloadBytes);
+  if (bytes.status().code() == Code::kNotFound)
     return Status(Code::kNotFound, "no snapshot " + KeyName(job_id, snapshot_id) + " in the store");
-  if (!st.ok()) return st;
-  if (m.format() != kManifestFormat)
-    return Status(Code::kDataLoss, "snapshot " + KeyName(job_id, snapshot_id) + ": manifest format " +
-                                       std::to_string(m.format()) + " is not " + std::to_string(kManifestFormat));
-  if (m.job_id() != job_id || m.snapshot_id() != snapshot_id)
-    return Status(Code::kDataLoss, "snapshot " + KeyName(job_id, snapshot_id) + ": manifest belongs to " +
-                                       KeyName(m.job_id(), m.snapshot_id()));
+  if (!bytes.ok()) {
+    // Too large is damage (the reader's limit), like in ReadRecordFile.
+    const Code code = bytes.status().code() == Code::kInvalidArgument ? Code::kDataLoss : bytes.status().code();
+    return Status(code, "snapshot " + KeyName(job_id, snapshot_id) + ": " + bytes.status().message());
+  }
+  Manifest m;
+  LAZARUS_RETURN_IF_ERROR(DecodeManifestFile(*bytes, path, key_, job_id, snapshot_id, &m));
   return m;
 }
 

@@ -1,6 +1,9 @@
 // The content-addressed snapshot store: CRIU image directories go in as deduplicated,
 // compressed chunks plus one manifest per snapshot, and come back out byte for byte.
+// Every chunk file and manifest carries a MAC under the daemon's key, so nothing this
+// daemon did not write is ever restored (STORE.md, "Authentication").
 //
+//   STATE/secret.key                 the key (store_key.h), beside the store by default
 //   store/FORMAT                     StoreInfo record (layout version)
 //   store/LOCK                       flock: see store_lock.h
 //   store/chunks/ab/abcdef...        chunk files (chunk_file.h), named by XXH3-128 of content
@@ -28,12 +31,14 @@
 #include "snapshot/chunk_id.h"
 #include "snapshot/chunker.h"
 #include "snapshot/manifest.pb.h"
+#include "snapshot/store_key.h"
 #include "snapshot/store_lock.h"
 
 namespace lazarus::store {
 
-constexpr uint32_t kStoreFormat = 1;
-constexpr uint32_t kManifestFormat = 1;
+// 2: chunk files and manifests carry MACs (STORE.md, "Authentication").
+constexpr uint32_t kStoreFormat = 2;
+constexpr uint32_t kManifestFormat = 2;
 
 struct IngestOptions {
   unsigned threads = 0;  // 0: one per CPU
@@ -43,7 +48,8 @@ struct IngestOptions {
   int zstd_level = 1;
   Chunking chunking;
   // The job's previous snapshot, if any: a piece that changed since is stored as a patch of
-  // that snapshot's piece (only the changed pages are stored). Must outlive Ingest.
+  // that snapshot's piece (only the changed pages are stored). Must outlive Ingest, and come
+  // from Load: the MACs it recorded are trusted for the chunks it names.
   const Manifest* base = nullptr;
 };
 
@@ -103,8 +109,12 @@ struct MaterializeOptions {
 
 struct BadChunk {
   ChunkId id;
-  std::string problem;                 // "missing", "content hash mismatch", ...
+  // "missing", "content hash mismatch", "not authenticated by this daemon's key", ...
+  std::string problem;
   std::vector<SnapshotKey> needed_by;  // every checked snapshot that cannot restore without it
+  // The file itself is missing, damaged or not authenticated (else it is intact, but not
+  // the file some snapshots recorded: only those are in needed_by).
+  bool file_damaged = true;
 };
 
 struct VerifyOptions {
@@ -139,8 +149,15 @@ struct GcReport {
 
 class ChunkStore {
  public:
-  // Creates the layout under `root` if needed (0700) and checks its format version.
-  static StatusOr<ChunkStore> Open(const std::string& root);
+  // Creates the layout under `root` if needed (0700), checks its format version, and reads
+  // the key that authenticates its chunks and manifests: `key_path`, by default
+  // DefaultKeyPath(root). A missing key is made (32 random bytes, 0600) only while the store
+  // holds no chunk and no manifest; otherwise Open fails (kFailedPrecondition) saying so,
+  // since a new key would make every snapshot in it unrestorable. A key file that is not
+  // exactly 32 bytes, unreadable, or readable by others is refused the same way.
+  static StatusOr<ChunkStore> Open(const std::string& root, const std::string& key_path = "");
+  // ROOT/../secret.key: for the daemon's STATE/store, STATE/secret.key.
+  static std::string DefaultKeyPath(const std::string& root);
 
   ChunkStore(ChunkStore&&) noexcept = default;
   ChunkStore& operator=(ChunkStore&&) noexcept = default;
@@ -150,11 +167,14 @@ class ChunkStore {
   // only read; the caller removes it afterwards. Memory: a few MiB plus a read-only mapping
   // of one image file at a time. On failure nothing of the ingest remains but chunks that
   // GC reclaims; a full file system gives kIo with "out of space: <path>: No space left on
-  // device".
+  // device". A chunk already in the store that `options.base` does not name is read back and
+  // compared with the piece before it is shared: kFailedPrecondition when it holds other
+  // bytes under the same XXH3-128 id (a crafted collision; STORE.md, "Authentication").
   StatusOr<PendingSnapshot> Ingest(const std::string& images_dir, const IngestOptions& options = {}) const;
 
   // Makes the snapshot durable, then lists it as JOB/ID. `pending` is consumed whatever the
-  // result. kAlreadyExists when JOB/ID exists, kInvalidArgument for a bad job id.
+  // result. kAlreadyExists when JOB/ID exists, kInvalidArgument for a bad job id or a
+  // manifest that would not read back (e.g. a string field of the record that is not UTF-8).
   Status Commit(const std::string& job_id, uint32_t snapshot_id, PendingSnapshot pending) const;
 
   // Committed snapshots of a job, oldest first; unreadable manifests go to `errors`.
@@ -162,16 +182,21 @@ class ChunkStore {
   // Their ids only (no manifest is read).
   std::vector<uint32_t> ListIds(const std::string& job_id) const;
   std::vector<std::string> ListJobs() const;
-  // kNotFound when missing, kDataLoss when damaged.
+  // kNotFound when missing; kDataLoss when damaged, not authenticated by this store's key
+  // ("manifest JOB/ID (...) is not authenticated by this daemon's key (...)") or invalid
+  // (manifest_file.h: the MAC is checked before the manifest is parsed).
   StatusOr<Manifest> Load(const std::string& job_id, uint32_t snapshot_id) const;
 
   // Writes the snapshot's image files into `out_dir` (created if missing; files in it with
-  // the same names are replaced), checking every chunk. kDataLoss naming the chunk id when
-  // a chunk is damaged, kNotFound naming it when it is missing; the files written so far
-  // are removed then.
+  // the same names are replaced), checking every chunk: its MAC (under this store's key,
+  // and the one the manifest recorded) before it is decompressed, then its content.
+  // kDataLoss naming the chunk id when a chunk is damaged or not authenticated, kNotFound
+  // naming it when it is missing; the files written so far are removed then.
   Status Materialize(const Manifest& manifest, const std::string& out_dir, const MaterializeOptions& options = {}) const;
 
-  // Re-reads every chunk the snapshots need and checks it against its id.
+  // Re-reads every chunk the snapshots need and checks its MAC (against the key and against
+  // what each manifest recorded) and its content against its id. Manifests that are not
+  // authenticated are reported in bad_manifests.
   StatusOr<VerifyReport> Verify(const VerifyOptions& options = {}) const;
 
   // Unlists a snapshot (its chunks go at the next CollectGarbage). kNotFound when missing.
@@ -184,15 +209,17 @@ class ChunkStore {
   StatusOr<GcReport> CollectGarbage(const GcOptions& options = {}) const;
 
   [[nodiscard]] const std::string& root() const { return root_; }
+  [[nodiscard]] const StoreKey& key() const { return key_; }
   // Path of a chunk file (tests and tools).
   [[nodiscard]] std::string ChunkPath(const ChunkId& id) const;
   [[nodiscard]] std::string ManifestPath(const std::string& job_id, uint32_t snapshot_id) const;
 
  private:
-  explicit ChunkStore(std::string root) : root_(std::move(root)) {}
+  ChunkStore(std::string root, StoreKey key) : root_(std::move(root)), key_(std::move(key)) {}
   StatusOr<StoreLock> Lock(StoreLock::Mode mode, bool wait = true) const;
 
   std::string root_;
+  StoreKey key_;
   UniqueFd chunks_fd_;  // store/chunks, for *at() calls on chunk files
 };
 

@@ -51,10 +51,10 @@ StatusOr<GcReport> ChunkStore::CollectGarbage(const GcOptions& options) const {
         return Status(Code::kDataLoss, "collect garbage: refusing to sweep while manifest " + ManifestPath(job, id) +
                                            " is unreadable (its chunks are unknown; delete that snapshot first): " +
                                            m.status().message());
-      std::unordered_map<ChunkId, uint32_t, ChunkIdHash> chunks;
+      std::unordered_map<ChunkId, ChunkUse, ChunkIdHash> chunks;
       Status st = NeededChunks(*m, &chunks);
       if (!st.ok()) return st.Context("collect garbage: refusing to sweep");
-      for (const auto& [chunk, raw] : chunks) live.insert(chunk);
+      for (const auto& [chunk, use] : chunks) live.insert(chunk);
     }
   }
   CrashPoint("gc.marked");

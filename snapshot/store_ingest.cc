@@ -14,6 +14,15 @@
 // snapshot that changed 1% of its pages writes few files.
 // New chunk files are written to tmp/LEASE/, made durable with one syncfs, pinned, and only
 // then renamed into chunks/: a chunk file under its final name is always whole and durable.
+// The rename never replaces an intact chunk file (RENAME_NOREPLACE): while a chunk file
+// exists it is the one every manifest naming it recorded the MAC of.
+//
+// MACs (STORE.md, "Authentication"): the manifest records, for every chunk it needs, the MAC
+// of its file. New chunks: computed when written. Chunks the base snapshot (this job's
+// previous one, authenticated when it was loaded) names: its MAC. Any other chunk found in
+// the store (written for another job, or earlier): read back, authenticated, and compared
+// with our bytes before it is shared. XXH3-128 ids are not collision resistant; a chunk
+// another job planted with a crafted colliding id is never taken for ours.
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -22,6 +31,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <unordered_map>
@@ -58,6 +68,20 @@ class BaseIndex {
     }
     for (const auto& patch : base->patch_chunks())
       if (auto id = ChunkId::FromBytes(patch.id())) patch_chunks_[*id] = &patch;
+    // The MACs of the chunk files the base needs.
+    auto add_mac = [&](const std::string& id_raw, const std::string& mac_raw) {
+      auto id = ChunkId::FromBytes(id_raw);
+      if (!id || mac_raw.size() != kMacBytes) return;
+      Mac mac;
+      std::memcpy(mac.data(), mac_raw.data(), kMacBytes);
+      macs_.try_emplace(*id, mac);
+    };
+    for (const auto& file : base->files())
+      for (const auto& piece : file.pieces()) {
+        if (piece.has_patch()) add_mac(piece.patch().base(), piece.patch().base_mac());
+        else add_mac(piece.id(), piece.mac());
+      }
+    for (const auto& patch : base->patch_chunks()) add_mac(patch.id(), patch.mac());
   }
 
   struct Found {
@@ -82,24 +106,35 @@ class BaseIndex {
     auto it = patch_chunks_.find(id);
     return it == patch_chunks_.end() ? nullptr : it->second;
   }
+  // The MAC the base recorded for chunk file `id`, when the base needs that chunk.
+  [[nodiscard]] std::optional<Mac> MacOf(const ChunkId& id) const {
+    auto it = macs_.find(id);
+    if (it == macs_.end()) return std::nullopt;
+    return it->second;
+  }
 
  private:
   std::unordered_map<std::string, std::vector<const Piece*>> files_;
   std::unordered_map<ChunkId, Found, ChunkIdHash> by_id_;
   std::unordered_map<ChunkId, const ChunkSize*, ChunkIdHash> patch_chunks_;
+  std::unordered_map<ChunkId, Mac, ChunkIdHash> macs_;
 };
 
-enum class Plan { kStored, kReusePatch, kSame, kWrite, kDiff };
+// kKnown: decided earlier in this ingest (copied from known_); kStored: a chunk in the store.
+enum class Plan { kKnown, kStored, kReusePatch, kSame, kWrite, kDiff };
 
 struct Item {
   Extent extent;
   ChunkId id;
   Plan plan = Plan::kWrite;
   uint32_t stored_size = 0;     // kStored
+  Mac mac{};                     // of the chunk file: kStored, kWrite, kDiff written whole
+  bool have_mac = false;         // kStored: `mac` came from the base (else the chunk is read back)
   const Piece* reuse = nullptr;  // kReusePatch: the base piece whose patch we copy
   size_t same_as = 0;            // kSame: an earlier item of this file with the same id
   ChunkId root;                  // kDiff
   int32_t root_first_page = 0;   // kDiff: root page that our page 0 lines up with
+  Mac root_mac{};                // kDiff: the root's MAC, as the base recorded it
   bool page_hashes = false;      // a whole-page piece of a page image: its chunk keeps page hashes
   // Results of the parallel phase.
   bool patched = false;  // kDiff that became a patch (else it was written whole)
@@ -114,7 +149,7 @@ struct Item {
 // for new chunk files (creating files in one directory from several threads serializes on
 // the directory's lock).
 struct Worker {
-  explicit Worker(int level) : encoder(level) {}
+  Worker(int level, const StoreKey& key) : encoder(level, key), decoder(key) {}
   UniqueFd tmp_fd;
   std::string tmp_dir;
   ChunkEncoder encoder;
@@ -130,7 +165,7 @@ class Ingestor {
            IngestStats* stats)
       : store_(store), chunks_fd_(chunks_fd), options_(options), threads_(ResolveThreads(options.threads)),
         base_(options.base), lease_(lease), manifest_(manifest), stats_(stats) {
-    for (unsigned i = 0; i < threads_; ++i) workers_.emplace_back(options.zstd_level);
+    for (unsigned i = 0; i < threads_; ++i) workers_.emplace_back(options.zstd_level, store.key());
   }
 
   Status Run(const std::string& images_dir);
@@ -141,7 +176,14 @@ class Ingestor {
   Status Decide(const std::string& name, bool page_image, std::vector<Item>& items);
   void Work(const MappedFile& map, Item& item, Worker& worker);
   Status WriteChunk(const ChunkId& id, const uint8_t* data, size_t size, bool page_hashes, Worker& worker,
-                    uint32_t* stored, uint64_t* file_bytes);
+                    uint32_t* stored, uint64_t* file_bytes, Mac* mac);
+  // Chunk `id` exists in the store but the base does not name it: reads it back (the MAC
+  // under our key, then the content) and compares it with `data`. OK with its MAC in *mac
+  // when it holds our bytes; kNotFound when it is unusable (missing, damaged, not ours: we
+  // write it ourselves); kFailedPrecondition when it holds other bytes under our id.
+  Status Adopt(const ChunkId& id, const uint8_t* data, size_t size, Worker& worker, const std::string& where, Mac* mac);
+  // Renames a new chunk file into chunks/ without replacing an intact one.
+  Status Place(const Worker& from, const ChunkId& id);
   // Which pages of `item` differ from its root (or have no counterpart there); nullopt when
   // the root cannot be read.
   std::optional<uint64_t> ChangedPages(const uint8_t* data, const Item& item, Worker& worker);
@@ -171,6 +213,9 @@ class Ingestor {
   // The patch chunk being filled, and the pieces that will point into it.
   std::vector<uint8_t> patch_;
   std::vector<Piece*> patch_pieces_;
+  // New chunks whose name another ingest took first with the same bytes: that file's MAC.
+  std::unordered_map<ChunkId, Mac, ChunkIdHash> adopted_;
+  const std::string* file_name_ = nullptr;  // the image file being ingested (for messages)
 };
 
 Status Ingestor::Lock(std::optional<StoreLock>* lock) const {
@@ -231,15 +276,27 @@ Status Ingestor::Run(const std::string& images_dir) {
   if (!written_.empty() && ::syncfs(workers_[0].tmp_fd.get()) != 0) return IoError("syncfs " + lease_->tmp_dir(), errno);
   CrashPoint("ingest.synced");
   for (size_t i = 0; i < written_.size(); ++i) {
-    const Worker& from = workers_[written_[i].first];
-    const std::string hex = written_[i].second.Hex();
-    const std::string target = ChunkRelPath(written_[i].second);
-    if (::renameat(from.tmp_fd.get(), hex.c_str(), chunks_fd_, target.c_str()) != 0)
-      return IoError("rename " + from.tmp_dir + "/" + hex + " into the store", errno);
+    LAZARUS_RETURN_IF_ERROR(Place(workers_[written_[i].first], written_[i].second));
     if (i == 0) CrashPoint("ingest.renamed_first");
   }
   CrashPoint("ingest.renamed");
 
+  if (!adopted_.empty()) {
+    // Name the file that holds each adopted chunk by its MAC, wherever the manifest needs it.
+    auto fix = [&](const std::string& id_raw, Piece* piece, Patch* patch) {
+      auto it = adopted_.find(*ChunkId::FromBytes(id_raw));
+      if (it == adopted_.end()) return;
+      if (piece) piece->set_mac(MacRaw(it->second));
+      if (patch) patch->set_base_mac(MacRaw(it->second));
+    };
+    for (auto& file : *manifest_->mutable_files())
+      for (auto& piece : *file.mutable_pieces()) {
+        if (piece.has_patch()) fix(piece.patch().base(), nullptr, piece.mutable_patch());
+        else fix(piece.id(), &piece, nullptr);
+      }
+    for (auto& [id, size] : patch_chunks_)
+      if (auto it = adopted_.find(id); it != adopted_.end()) size.set_mac(MacRaw(it->second));
+  }
   for (auto& [id, size] : patch_chunks_) *manifest_->add_patch_chunks() = size;
   auto* chunker = manifest_->mutable_chunker();
   chunker->set_min_pages(options_.chunking.min_pages);
@@ -260,6 +317,7 @@ Status Ingestor::IngestFile(int dir_fd, const std::string& name, mode_t mode) {
   const bool page_image = IsPageImage(name);
   const std::vector<Extent> extents =
       page_image ? CutPageImage(map->data(), map->size(), options_.chunking) : CutFixed(map->size());
+  file_name_ = &name;
   std::vector<Item> items(extents.size());
   helper_cpu_ += ParallelFor(items.size(), threads_, [&](size_t i, unsigned) {
     items[i].extent = extents[i];
@@ -302,7 +360,7 @@ Status Ingestor::Decide(const std::string& name, bool page_image, std::vector<It
       continue;
     }
     if (auto it = known_.find(item.id); it != known_.end()) {
-      item.plan = Plan::kStored;  // BuildPieces copies known_'s piece (full or patched)
+      item.plan = Plan::kKnown;  // BuildPieces copies known_'s piece (full or patched)
       continue;
     }
     BaseIndex::Found found = base_.ById(item.id);
@@ -327,6 +385,10 @@ Status Ingestor::Decide(const std::string& name, bool page_image, std::vector<It
     if (auto stored = Exists(item.id)) {
       item.plan = Plan::kStored;
       item.stored_size = *stored;
+      if (auto mac = base_.MacOf(item.id)) {
+        item.mac = *mac;
+        item.have_mac = true;
+      }
       continue;
     }
     item.plan = Plan::kWrite;
@@ -337,8 +399,11 @@ Status Ingestor::Decide(const std::string& name, bool page_image, std::vector<It
     if (!b) continue;
     std::optional<ChunkId> root = ChunkId::FromBytes(b->has_patch() ? b->patch().base() : b->id());
     if (!root || !Exists(*root)) continue;
+    std::optional<Mac> root_mac = base_.MacOf(*root);
+    if (!root_mac) continue;
     item.plan = Plan::kDiff;
     item.root = *root;
+    item.root_mac = *root_mac;
     item.root_first_page = (b->has_patch() ? b->patch().base_first_page() : 0) +
                            static_cast<int32_t>((static_cast<uint64_t>(base_offset) - b->offset()) / kPageBytes);
     pins.push_back(*root);
@@ -348,8 +413,8 @@ Status Ingestor::Decide(const std::string& name, bool page_image, std::vector<It
 }
 
 Status Ingestor::WriteChunk(const ChunkId& id, const uint8_t* data, size_t size, bool page_hashes, Worker& worker,
-                            uint32_t* stored, uint64_t* file_bytes) {
-  LAZARUS_RETURN_IF_ERROR(worker.encoder.Encode(id, data, size, page_hashes, &worker.encoded));
+                            uint32_t* stored, uint64_t* file_bytes, Mac* mac) {
+  LAZARUS_RETURN_IF_ERROR(worker.encoder.Encode(id, data, size, page_hashes, &worker.encoded, mac));
   const std::string hex = id.Hex();
   UniqueFd fd(::openat(worker.tmp_fd.get(), hex.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd) return IoError("create chunk " + worker.tmp_dir + "/" + hex, errno);
@@ -360,11 +425,59 @@ Status Ingestor::WriteChunk(const ChunkId& id, const uint8_t* data, size_t size,
   return Status::Ok();
 }
 
+Status Ingestor::Adopt(const ChunkId& id, const uint8_t* data, size_t size, Worker& worker, const std::string& where,
+                       Mac* mac) {
+  Status st = worker.decoder.Read(chunks_fd_, ChunkRelPath(id), id, nullptr, &worker.root);
+  if (!st.ok()) return Status(Code::kNotFound, st.message());
+  if (worker.root.size() != size || std::memcmp(worker.root.data(), data, size) != 0)
+    return Status(Code::kFailedPrecondition,
+                  where + " has the id of stored chunk " + id.Hex() +
+                      " (XXH3-128) but other content: a crafted hash collision? Refusing to share that chunk; no "
+                      "snapshot holding these bytes can be stored while it exists");
+  *mac = worker.decoder.mac();
+  return Status::Ok();
+}
+
+Status Ingestor::Place(const Worker& from, const ChunkId& id) {
+  const std::string hex = id.Hex();
+  const std::string target = ChunkRelPath(id);
+  const std::string what = "rename " + from.tmp_dir + "/" + hex + " into the store";
+  int rc = ::renameat2(from.tmp_fd.get(), hex.c_str(), chunks_fd_, target.c_str(), RENAME_NOREPLACE);
+  if (rc != 0 && errno == EINVAL) {  // a file system without RENAME_NOREPLACE: link(2) never replaces either
+    rc = ::linkat(from.tmp_fd.get(), hex.c_str(), chunks_fd_, target.c_str(), 0);
+    if (rc == 0) ::unlinkat(from.tmp_fd.get(), hex.c_str(), 0);
+  }
+  if (rc == 0) return Status::Ok();
+  if (errno != EEXIST) return IoError(what, errno);
+  // The name is taken since we decided to write it: by a concurrent ingest that stored the
+  // same bytes (keep that file, which its manifest may name already, and record its MAC),
+  // or by a file that is damaged or not ours (replace it).
+  Worker& w = workers_[0];
+  Status theirs = w.decoder.Read(chunks_fd_, target, id, nullptr, &w.root);
+  if (theirs.ok()) {
+    const Mac their_mac = w.decoder.mac();
+    std::vector<uint8_t> ours;
+    LAZARUS_RETURN_IF_ERROR(w.decoder.Read(from.tmp_fd.get(), hex, id, nullptr, &ours).Context(what));
+    if (ours != w.root)
+      return Status(Code::kFailedPrecondition, "new chunk " + hex + " has the id of a stored chunk (XXH3-128) but other "
+                                               "content: a crafted hash collision? Refusing to share that chunk");
+    adopted_[id] = their_mac;
+    ::unlinkat(from.tmp_fd.get(), hex.c_str(), 0);
+    return Status::Ok();
+  }
+  if (::renameat(from.tmp_fd.get(), hex.c_str(), chunks_fd_, target.c_str()) != 0) return IoError(what, errno);
+  return Status::Ok();
+}
+
 std::optional<uint64_t> Ingestor::ChangedPages(const uint8_t* data, const Item& item, Worker& worker) {
   const size_t pages = item.extent.size / kPageBytes;
   uint64_t mask = 0;
-  // Preferably from the root's page hashes: 8 bytes read per page instead of decompressing.
-  if (ChunkDecoder::ReadPageHashes(chunks_fd_, ChunkRelPath(item.root), item.root, &worker.root_hashes).ok()) {
+  // Preferably from the root's page hashes: 8 bytes read per page instead of decompressing
+  // (when the file is still the one the base recorded; the hashes only choose which pages
+  // the patch holds, and the restore checks what it rebuilds against the piece's id).
+  Mac claimed{};
+  if (ChunkDecoder::ReadPageHashes(chunks_fd_, ChunkRelPath(item.root), item.root, &worker.root_hashes, &claimed).ok() &&
+      MacEqual(claimed, item.root_mac)) {
     const int64_t root_pages = static_cast<int64_t>(worker.root_hashes.size());
     for (size_t j = 0; j < pages; ++j) {
       const int64_t k = item.root_first_page + static_cast<int64_t>(j);
@@ -373,7 +486,8 @@ std::optional<uint64_t> Ingestor::ChangedPages(const uint8_t* data, const Item& 
     }
     return mask;
   }
-  if (!worker.decoder.Read(chunks_fd_, ChunkRelPath(item.root), item.root, &worker.root).ok()) return std::nullopt;
+  if (!worker.decoder.Read(chunks_fd_, ChunkRelPath(item.root), item.root, &item.root_mac, &worker.root).ok())
+    return std::nullopt;
   const int64_t root_pages = static_cast<int64_t>(worker.root.size() / kPageBytes);
   for (size_t j = 0; j < pages; ++j) {
     const int64_t k = item.root_first_page + static_cast<int64_t>(j);
@@ -386,6 +500,16 @@ std::optional<uint64_t> Ingestor::ChangedPages(const uint8_t* data, const Item& 
 
 void Ingestor::Work(const MappedFile& map, Item& item, Worker& worker) {
   const uint8_t* data = map.data() + item.extent.offset;
+  if (item.plan == Plan::kStored && !item.have_mac) {
+    Status st = Adopt(item.id, data, item.extent.size, worker,
+                      "piece of " + *file_name_ + " at offset " + std::to_string(item.extent.offset), &item.mac);
+    if (st.ok()) return;
+    if (st.code() != Code::kNotFound) {
+      item.status = st;
+      return;
+    }
+    item.plan = Plan::kWrite;  // unusable: ours replaces it (Place)
+  }
   if (item.plan == Plan::kDiff) {
     // A damaged or missing root is no base: the piece is then written whole.
     if (auto mask = ChangedPages(data, item, worker)) {
@@ -403,7 +527,7 @@ void Ingestor::Work(const MappedFile& map, Item& item, Worker& worker) {
   item.writer = static_cast<unsigned>(&worker - workers_.data());
   if (item.plan == Plan::kWrite || item.plan == Plan::kDiff)
     item.status = WriteChunk(item.id, data, item.extent.size, item.page_hashes, worker, &item.written_size,
-                             &item.written_file_bytes);
+                             &item.written_file_bytes, &item.mac);
 }
 
 Status Ingestor::BuildPieces(const MappedFile& map, std::vector<Item>& items, ImageFile* file) {
@@ -424,16 +548,17 @@ Status Ingestor::BuildPieces(const MappedFile& map, std::vector<Item>& items, Im
         stats_->reused_pieces += 1;
         continue;
       }
+      case Plan::kKnown: {
+        fill(known_.at(item.id));
+        stats_->reused_pieces += 1;
+        break;
+      }
       case Plan::kStored: {
-        auto it = known_.find(item.id);
-        if (it != known_.end()) {
-          fill(it->second);
-        } else {
-          piece->set_id(item.id.Raw());
-          piece->set_size(static_cast<uint32_t>(item.extent.size));
-          piece->set_offset(item.extent.offset);
-          piece->set_stored_size(item.stored_size);
-        }
+        piece->set_id(item.id.Raw());
+        piece->set_size(static_cast<uint32_t>(item.extent.size));
+        piece->set_offset(item.extent.offset);
+        piece->set_stored_size(item.stored_size);
+        piece->set_mac(MacRaw(item.mac));
         stats_->reused_pieces += 1;
         break;
       }
@@ -456,6 +581,7 @@ Status Ingestor::BuildPieces(const MappedFile& map, std::vector<Item>& items, Im
         piece->set_offset(item.extent.offset);
         if (!item.patched) {
           piece->set_stored_size(item.written_size);
+          piece->set_mac(MacRaw(item.mac));
           written_.push_back({item.writer, item.id});
           stats_->new_chunks += 1;
           stats_->new_stored_bytes += item.written_file_bytes;
@@ -463,6 +589,7 @@ Status Ingestor::BuildPieces(const MappedFile& map, std::vector<Item>& items, Im
         }
         Patch* patch = piece->mutable_patch();
         patch->set_base(item.root.Raw());
+        patch->set_base_mac(MacRaw(item.root_mac));
         patch->set_base_first_page(item.root_first_page);
         patch->set_page_mask(item.page_mask);
         const size_t pages = static_cast<size_t>(__builtin_popcountll(item.page_mask));
@@ -498,10 +625,20 @@ Status Ingestor::FlushPatch() {
     LAZARUS_RETURN_IF_ERROR(lease_->Pin({id}));
     existing = Exists(id);
   }
+  Mac mac{};
+  bool write = !existing;
   if (existing) {
     stored = *existing;
-  } else {
-    LAZARUS_RETURN_IF_ERROR(WriteChunk(id, patch_.data(), patch_.size(), false, workers_[0], &stored, &file_bytes));
+    if (auto known = base_.MacOf(id)) {
+      mac = *known;
+    } else {
+      Status st = Adopt(id, patch_.data(), patch_.size(), workers_[0], "patch chunk of " + *file_name_, &mac);
+      if (st.code() == Code::kNotFound) write = true;  // unusable: ours replaces it (Place)
+      else if (!st.ok()) return st;
+    }
+  }
+  if (write) {
+    LAZARUS_RETURN_IF_ERROR(WriteChunk(id, patch_.data(), patch_.size(), false, workers_[0], &stored, &file_bytes, &mac));
     written_.push_back({0, id});
     stats_->new_chunks += 1;
     stats_->new_stored_bytes += file_bytes;
@@ -510,6 +647,7 @@ Status Ingestor::FlushPatch() {
   size.set_id(id.Raw());
   size.set_raw_size(static_cast<uint32_t>(patch_.size()));
   size.set_stored_size(stored);
+  size.set_mac(MacRaw(mac));
   patch_chunks_[id] = size;
   for (Piece* piece : patch_pieces_) {
     piece->mutable_patch()->set_chunk(id.Raw());

@@ -4,10 +4,12 @@
 
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "common/status.h"
 #include "snapshot/chunk_id.h"
 #include "snapshot/manifest.pb.h"
+#include "snapshot/store_key.h"
 
 namespace lazarus::store::internal {
 
@@ -29,9 +31,16 @@ Status CheckJobId(const std::string& job_id);
 // Calls the test hook, if any (SetCrashPointHookForTesting).
 void CrashPoint(const char* point);
 
-// Every chunk id a manifest needs, with the raw size it must have (0 when unknown), and
-// kDataLoss when a field that must hold an id does not.
-Status NeededChunks(const Manifest& manifest, std::unordered_map<ChunkId, uint32_t, ChunkIdHash>* out);
+// How a manifest needs one chunk: the raw size it must have (0 when the manifest does not
+// say) and the MAC of the file it was taken with (one, unless references disagree).
+struct ChunkUse {
+  uint32_t raw_size = 0;
+  std::vector<Mac> macs;
+};
+
+// Every chunk a manifest needs, and kDataLoss when a field that must hold an id or a MAC
+// does not.
+Status NeededChunks(const Manifest& manifest, std::unordered_map<ChunkId, ChunkUse, ChunkIdHash>* out);
 
 // "JOB/ID"
 std::string KeyName(const std::string& job_id, uint32_t snapshot_id);

@@ -1,4 +1,6 @@
-// ChunkStore::Materialize: a manifest -> CRIU's image files, every byte checked.
+// ChunkStore::Materialize: a manifest -> CRIU's image files, every byte checked (each chunk's
+// MAC under the daemon's key and against the manifest before it is decompressed, then its
+// content against its id).
 // Whole pieces are one chunk each; patched pieces are grouped by patch chunk so that each
 // patch chunk is decompressed once per group, not once per piece.
 #include <fcntl.h>
@@ -11,11 +13,13 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 
 #include "common/fs_util.h"
 #include "common/unique_fd.h"
 #include "snapshot/chunk_file.h"
 #include "snapshot/chunk_store.h"
+#include "snapshot/manifest_file.h"
 #include "snapshot/parallel.h"
 #include "snapshot/store_internal.h"
 #include "snapshot/store_io.h"
@@ -38,29 +42,8 @@ struct Task {
   std::vector<PieceRef> pieces;
 };
 
-Status CheckManifest(const Manifest& m) {
-  const std::string key = KeyName(m.job_id(), m.snapshot_id());
-  for (const auto& file : m.files()) {
-    const std::string& name = file.name();
-    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos || name.find('\0') != std::string::npos)
-      return Status(Code::kDataLoss, "manifest " + key + ": bad image file name \"" + name + "\"");
-    uint64_t at = 0;
-    for (const auto& piece : file.pieces()) {
-      if (piece.offset() != at || piece.size() == 0 || piece.size() > kMaxChunkRawBytes || !ChunkId::FromBytes(piece.id()))
-        return Status(Code::kDataLoss, "manifest " + key + ": pieces of " + name + " do not cover it at offset " + std::to_string(at));
-      if (piece.has_patch() && (piece.size() % kPageBytes != 0 || piece.size() / kPageBytes > kMaxPiecePages))
-        return Status(Code::kDataLoss, "manifest " + key + ": patched piece of " + name + " at offset " +
-                                           std::to_string(at) + " is not whole pages");
-      at += piece.size();
-    }
-    if (at != file.size())
-      return Status(Code::kDataLoss, "manifest " + key + ": pieces of " + name + " cover " + std::to_string(at) + " of " +
-                                         std::to_string(file.size()) + " bytes");
-  }
-  return Status::Ok();
-}
-
 struct Worker {
+  explicit Worker(const StoreKey& key) : decoder(key) {}
   ChunkDecoder decoder;
   std::vector<uint8_t> patch;
   std::vector<uint8_t> root;
@@ -72,7 +55,15 @@ struct Worker {
 Status ChunkStore::Materialize(const Manifest& manifest, const std::string& out_dir,
                                const MaterializeOptions& options) const {
   const std::string what = "materialize snapshot " + KeyName(manifest.job_id(), manifest.snapshot_id());
-  LAZARUS_RETURN_IF_ERROR(CheckManifest(manifest).Context(what));
+  // Load validated it already; a manifest built by a caller gets the same checks.
+  LAZARUS_RETURN_IF_ERROR(ValidateManifest(manifest).Context(what));
+  // Patch chunks' MACs, by id (ValidateManifest made sure every one used is listed).
+  std::unordered_map<ChunkId, Mac, ChunkIdHash> patch_macs;
+  for (const auto& chunk : manifest.patch_chunks()) {
+    Mac mac;
+    std::memcpy(mac.data(), chunk.mac().data(), kMacBytes);
+    patch_macs.emplace(*ChunkId::FromBytes(chunk.id()), mac);
+  }
   LAZARUS_RETURN_IF_ERROR(MakeDirs(out_dir, 0700).Context(what));
   UniqueFd dir(::open(out_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!dir) return ErrnoStatus(what + ": open " + out_dir);
@@ -102,6 +93,12 @@ Status ChunkStore::Materialize(const Manifest& manifest, const std::string& out_
     }
   }
 
+  auto mac_of = [](const std::string& raw) {
+    Mac mac;
+    std::memcpy(mac.data(), raw.data(), kMacBytes);  // ValidateManifest checked the size
+    return mac;
+  };
+
   std::vector<Task> tasks;
   std::map<ChunkId, std::vector<PieceRef>> by_patch;
   for (int f = 0; f < manifest.files_size(); ++f) {
@@ -121,7 +118,9 @@ Status ChunkStore::Materialize(const Manifest& manifest, const std::string& out_
                                                     refs.begin() + static_cast<long>(std::min(refs.size(), i + kPiecesPerGroup)))});
 
   const unsigned threads = ResolveIoThreads(options.threads);
-  std::vector<Worker> workers(threads);
+  std::vector<Worker> workers;
+  workers.reserve(threads);
+  for (unsigned i = 0; i < threads; ++i) workers.emplace_back(key_);
   std::atomic<bool> failed{false};
   std::mutex error_mu;
   Status error;
@@ -137,14 +136,15 @@ Status ChunkStore::Materialize(const Manifest& manifest, const std::string& out_
     const std::string where = manifest.files(ref.file).name() + " at offset " + std::to_string(piece.offset());
     if (!piece.has_patch()) {
       const ChunkId id = *ChunkId::FromBytes(piece.id());
-      Status st = w.decoder.ReadInto(chunks_fd_.get(), ChunkRelPath(id), id, dst, piece.size());
+      Status st = w.decoder.ReadInto(chunks_fd_.get(), ChunkRelPath(id), id, mac_of(piece.mac()), dst, piece.size());
       if (!st.ok()) return Status(st.code(), where + ": " + st.message());
       return Status::Ok();
     }
     const Patch& p = piece.patch();
     auto base = ChunkId::FromBytes(p.base());
     if (!base) return Status(Code::kDataLoss, where + ": patched piece without a base chunk id");
-    Status st = w.decoder.Read(chunks_fd_.get(), ChunkRelPath(*base), *base, &w.root);
+    const Mac base_mac = mac_of(p.base_mac());
+    Status st = w.decoder.Read(chunks_fd_.get(), ChunkRelPath(*base), *base, &base_mac, &w.root);
     if (!st.ok()) return Status(st.code(), where + ": " + st.message());
     const size_t pages = piece.size() / kPageBytes;
     const int64_t root_pages = static_cast<int64_t>(w.root.size() / kPageBytes);
@@ -178,7 +178,8 @@ Status ChunkStore::Materialize(const Manifest& manifest, const std::string& out_
     Worker& w = workers[wi];
     const Task& task = tasks[t];
     if (task.patch_chunk) {
-      Status st = w.decoder.Read(chunks_fd_.get(), ChunkRelPath(*task.patch_chunk), *task.patch_chunk, &w.patch);
+      const Mac& patch_mac = patch_macs.at(*task.patch_chunk);
+      Status st = w.decoder.Read(chunks_fd_.get(), ChunkRelPath(*task.patch_chunk), *task.patch_chunk, &patch_mac, &w.patch);
       if (!st.ok()) return fail(Status(st.code(), what + ": " + st.message()));
     }
     for (const PieceRef& ref : task.pieces) {

@@ -370,7 +370,7 @@ TEST_F(Store, DaemonSigkilledDuringIngestLeavesEveryListedSnapshotRestorable) {
   const std::string leases = StoreDir() + "/leases";
   auto dumping = [&] {
     glob_t g{};
-    int rc = glob(("/dev/shm/lazarus/*/" + id + "-dump-*").c_str(), GLOB_NOSORT, nullptr, &g);
+    int rc = glob((daemon_->StagingDir() + "/" + id + "-dump-*").c_str(), GLOB_NOSORT, nullptr, &g);
     bool found = rc == 0 && g.gl_pathc > 0;
     globfree(&g);
     return found;
