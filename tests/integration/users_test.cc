@@ -5,9 +5,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <thread>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include "tests/integration/harness.h"
 
@@ -172,6 +176,35 @@ TEST_F(Users, UserCannotReadAnySnapshotFile) {
   EXPECT_GT(files, 0);
   CmdResult ls = RunCommand({"/usr/sbin/runuser", "-u", "lazarus-it-alice", "--", "/usr/bin/ls", snap.path()});
   EXPECT_NE(ls.exit_code, 0) << "alice could list " << snap.path();
+}
+
+// A forged image restored as root is code execution as root: the daemon restores only
+// what it wrote itself (manifests and chunks carry a MAC under its key).
+TEST_F(Users, AlteredManifestIsRefusedAtRestore) {
+  std::string id;
+  ASSERT_TRUE(RunJob({BinPath("lz-counter"), WorkPath("m.txt")}, &id));
+  ASSERT_TRUE(WaitForValues(WorkPath("m.txt"), 5));
+  uint32_t snap = 0;
+  ASSERT_TRUE(Checkpoint(id, &snap));
+  ASSERT_TRUE(KillJobProcesses(id));
+  ASSERT_TRUE(WaitForState(id, "crashed"));
+  const std::string manifest = state_dir_ + "/store/manifests/" + id + "/" + std::to_string(snap) + ".manifest";
+  std::string bytes = ReadFile(manifest);
+  ASSERT_GT(bytes.size(), 64u) << manifest;
+  // A forger changes one bit of the content and fixes the record's plain checksum
+  // (common/record_file.h: magic 8, length 4, XXH3-64 8, payload): only the MAC is left.
+  bytes[bytes.size() / 2] ^= 0x01;
+  const uint64_t checksum = XXH3_64bits(bytes.data() + 20, bytes.size() - 20);
+  std::memcpy(bytes.data() + 12, &checksum, sizeof checksum);
+  ASSERT_TRUE(WriteFile(manifest, bytes));
+
+  CmdResult r = Cli({"restore", id, "--snapshot", std::to_string(snap)});
+  EXPECT_EQ(r.exit_code, 1) << r.Describe();
+  EXPECT_TRUE(IsOneLineCliError(r));
+  EXPECT_NE(r.err.find("not authenticated"), std::string::npos) << r.err;
+  api::JobInfo info;
+  ASSERT_TRUE(Status(id, &info));
+  EXPECT_EQ(info.state(), "crashed") << "a refused restore changes nothing";
 }
 
 }  // namespace
