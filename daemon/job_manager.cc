@@ -503,9 +503,15 @@ StatusOr<api::JobInfo> JobManager::Run(const api::RunRequest& request, const Cal
   argv.push_back(*resolved);
   argv.insert(argv.end(), request.argv().begin() + 1, request.argv().end());
   // What the client library needs to find its log and the daemon (client-lib/README.md).
+  // The caller's own LAZARUS_* variables are dropped (a `lazarus run` from inside a job must
+  // not hand the new job that job's log), except the library's options that a user sets.
+  auto user_option = [](const std::string& e) {
+    return e.rfind("LAZARUS_VERBOSE=", 0) == 0 || e.rfind("LAZARUS_SHIM_IN_DOUBT=", 0) == 0;
+  };
   std::vector<std::string> env;
   for (const auto& e : request.env())
-    if (e.rfind("LAZARUS_", 0) != 0 && !(use_shim && e.rfind("LD_PRELOAD=", 0) == 0)) env.push_back(e);
+    if ((e.rfind("LAZARUS_", 0) != 0 || user_option(e)) && !(use_shim && e.rfind("LD_PRELOAD=", 0) == 0))
+      env.push_back(e);
   env.push_back("LAZARUS_JOB=" + r.id());
   env.push_back("LAZARUS_LOG=" + LogDir(r.id()));
   env.push_back("LAZARUS_SOCKET=" + config_.socket_path);
@@ -1044,7 +1050,8 @@ StatusOr<api::LogInfo> JobManager::Log(const api::LogRequest& request, const Cal
     out->set_detail(details[i]);
     if (v.channel == effectlog::kDaemonChannel) out->set_state("marker");
     else if (v.type == static_cast<uint16_t>(effectlog::RecordType::kIntent))
-      out->set_state(results.count({v.channel, v.sequence}) ? "done" : "in doubt");
+      // An effect's INTENT has sequence s and its RESULT s + 1 (client-lib/README.md).
+      out->set_state(results.count({v.channel, v.sequence + 1}) ? "done" : "in doubt");
     else out->set_state("done");
   }
   const auto& end = (*reader)->end();

@@ -40,7 +40,9 @@ wait_state() {
 }
 
 name=demo-$(date +%H%M%S)
-job=$(lazarus run --name "$name" -- "$work/demo_job.sh" "$out")
+# Part 1 shows the snapshot mechanics alone (--no-shim: nothing is replayed); part 2
+# (demo_exactly_once.sh) the same with the effect log answering what was done.
+job=$(lazarus run --no-shim --name "$name" -- "$work/demo_job.sh" "$out")
 echo "== job $name ($job) started: it appends 'tick N' to $out every 50 ms"
 sleep 2
 echo "== lazarus checkpoint $name"
@@ -73,11 +75,13 @@ printf '  %-44s %s\n' "ticks written before the kill" "1..$at_kill" \
                       "ticks after the restore" "${resumed:-?}..$now"
 if [ -n "$resumed" ] && [ "$resumed" -gt "$before_snap" ] && [ "$resumed" -le $((after_snap + 1)) ] && [ "$now" -gt "$resumed" ]; then
   echo "  => the restored job went on from its snapshot (not from tick 1, no tick skipped)."
-  echo "     Ticks $resumed..$at_kill appear twice: what the job did after the snapshot was redone;"
-  echo "     the effect log (a later issue) will answer those from the log instead."
+  echo "     Ticks $resumed..$at_kill appear twice: without the shim, what the job did after the"
+  echo "     snapshot is redone. Next, with it: those effects are answered from the effect log."
 else
   echo "  => unexpected: the job did not resume from its snapshot" >&2
   exit 1
 fi
 echo "  The job ($name) is kept for inspection: lazarus status $name; lazarus snapshots $name; lazarus rm $name"
 echo "  Its output: $out"
+echo
+bash "$root/scripts/demo_exactly_once.sh"
