@@ -869,20 +869,25 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request, c
   t.set_state(records::RECOVERING);
   t.set_kill_requested(false);
   LAZARUS_RETURN_IF_ERROR(Save(*target, t));
+  // A failed restore leaves no clone behind, and the job as it was, with the error noted.
+  auto give_up = [&](const Status& error) -> Status {
+    if (clone) {
+      Forget(t.id());
+    } else {
+      t.set_state(before);
+      t.set_last_error(error.message());
+      (void)Save(*target, t);
+    }
+    return error;
+  };
 
   uint32_t incarnation = t.incarnation() + 1;
   if (target->log) {
     // The log is checked and its torn tail cut before anything replays from it.
     auto began = target->log->BeginIncarnation(snap.id());
     if (!began.ok()) {
-      Status error(began.status().code(), "restore of job " + JobLabel(src) + " refused: " + began.status().message());
-      if (clone) Forget(t.id());
-      else {
-        t.set_state(before);
-        t.set_last_error(error.message());
-        (void)Save(*target, t);
-      }
-      return error;
+      return give_up(
+          Status(began.status().code(), "restore of job " + JobLabel(src) + " refused: " + began.status().message()));
     }
     incarnation = static_cast<uint32_t>(*began);
   }
@@ -901,17 +906,9 @@ StatusOr<api::JobInfo> JobManager::Restore(const api::RestoreRequest& request, c
                   fs::copy_options::overwrite_existing, ec);
   }
   if (!started.ok()) {
-    Status error(started.status().code(), "restore of job " + JobLabel(src) + " from snapshot " +
-                                              std::to_string(snap.id()) + " failed: " +
-                                              ExplainRestoreError(started.status().message()));
-    if (clone) {
-      Forget(t.id());
-    } else {
-      t.set_state(before);
-      t.set_last_error(error.message());
-      (void)Save(*target, t);
-    }
-    return error;
+    return give_up(Status(started.status().code(), "restore of job " + JobLabel(src) + " from snapshot " +
+                                                      std::to_string(snap.id()) + " failed: " +
+                                                      ExplainRestoreError(started.status().message())));
   }
   t.mutable_keeper()->CopyFrom(started->keeper);
   t.mutable_root()->CopyFrom(started->root);

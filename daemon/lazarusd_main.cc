@@ -32,6 +32,12 @@ constexpr const char* kDefaultSocket = "/run/lazarus/lazarusd.sock";
   std::exit(1);
 }
 
+// The lock file names the daemon holding it, for the error a second daemon prints.
+bool RecordPid(int fd) {
+  std::string pid = std::to_string(::getpid()) + "\n";
+  return ::ftruncate(fd, 0) == 0 && ::pwrite(fd, pid.data(), pid.size(), 0) >= 0;
+}
+
 // One daemon per state directory: an flock held for the daemon's lifetime.
 UniqueFd LockStateDir(const std::string& state_dir) {
   const std::string path = state_dir + "/lazarusd.lock";
@@ -44,8 +50,7 @@ UniqueFd LockStateDir(const std::string& state_dir) {
     Die("another lazarusd" + (pid.empty() ? std::string() : " (pid " + pid + ")") + " is using state directory " +
         state_dir);
   }
-  std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd.get(), 0) != 0 || ::pwrite(fd.get(), pid.data(), pid.size(), 0) < 0)
+  if (!RecordPid(fd.get()))
     Die("cannot write state directory " + state_dir + ": " + ErrnoStatus("write " + path).message());
   return fd;
 }
@@ -118,10 +123,7 @@ int Main(int argc, char** argv) {
     if (::daemon(0, 0) != 0) Die("daemon(): " + ErrnoStatus("daemon").message());
     io.notify_fork(boost::asio::io_context::fork_child);
     if (::flock(lock.get(), LOCK_EX | LOCK_NB) != 0) Die("lost the state directory lock");
-    std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(lock.get(), 0) != 0 || ::pwrite(lock.get(), pid.data(), pid.size(), 0) < 0) {
-      spdlog::warn("cannot record pid in lock file");
-    }
+    if (!RecordPid(lock.get())) spdlog::warn("cannot record pid in lock file");
   }
   ::signal(SIGPIPE, SIG_IGN);
 
